@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Set up a virtualenv and run the demo site, the tests or the benchmarks.
+
+    python3 dev.py demo            # demo site on http://127.0.0.1:8000/admin/ (SQLite)
+    python3 dev.py test [ARGS]     # the test suite (pytest ARGS)
+    python3 dev.py bench [ARGS]    # python bench/save.py ARGS
+    python3 dev.py manage [ARGS]   # manage.py of the demo project
+
+Environment:
+    CONCURRENCY_DB      sqlite (default), postgresql or mariadb
+    CONCURRENCY_PYTHON  interpreter for the virtualenv (default: this one)
+    CONCURRENCY_DJANGO  Django requirement, e.g. "Django~=6.1.0" (default: newest)
+    CONCURRENCY_VENV    virtualenv folder (default: .venv)
+Only the standard library is used here, so it runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def venv_dir() -> Path:
+    return ROOT / os.environ.get("CONCURRENCY_VENV", ".venv")
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
+
+
+def setup(groups: list[str]) -> Path:
+    """Create the virtualenv and install the project with the given groups."""
+    venv = venv_dir()
+    python = venv / "bin" / "python"
+    if not python.exists():
+        run(os.environ.get("CONCURRENCY_PYTHON", sys.executable), "-m", "venv", venv)
+        run(python, "-m", "pip", "install", "-q", "--upgrade", "pip>=25.1")
+    db = os.environ.get("CONCURRENCY_DB", "sqlite")
+    if db in ("mariadb", "mysql") and "mysql" not in groups:
+        groups = [*groups, "mysql"]
+    django = os.environ.get("CONCURRENCY_DJANGO", "")
+    wanted = "|".join([*sorted(groups), django, (ROOT / "pyproject.toml").read_text()])
+    stamp = venv / ".installed"
+    digest = hashlib.sha256(wanted.encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        cmd: list[str | Path] = [python, "-m", "pip", "install", "-q", "-e", ".[drf]"]
+        for group in groups:
+            cmd += ["--group", group]
+        if django:
+            cmd.append(django)
+        run(*cmd)
+        stamp.write_text(digest)
+    return python
+
+
+def demo(args: list[str]) -> None:
+    python = setup(["test"])
+    env = {**os.environ, "CONCURRENCY_DB": "sqlite", "CONCURRENCY_DEMO": "1"}
+    run(python, "manage.py", "migrate", "--noinput", env=env)
+    password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
+    run(python, "manage.py", "demo_setup", "--password", password, env=env)
+    print(f"\n  Admin: http://127.0.0.1:8000/admin/  user: admin  password: {password}\n", flush=True)
+    run(python, "manage.py", "runserver", *(args or ["127.0.0.1:8000"]), env=env)
+
+
+def main() -> None:
+    command, *args = sys.argv[1:] or ["help"]
+    if command == "test":
+        python = setup(["test"])
+        run(python, "-m", "pytest", *args)
+    elif command == "demo":
+        demo(args)
+    elif command == "bench":
+        python = setup(["test"])
+        run(python, *(args or ["bench/save.py"]))
+    elif command == "manage":
+        python = setup(["test"])
+        run(python, "manage.py", *args)
+    elif command == "setup":
+        setup(args or ["test"])
+    else:
+        print(__doc__)
+        sys.exit(0 if command == "help" else 2)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,3 @@
+"""Optimistic concurrency control for Django models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""The stable functional API."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db import models
+
+from . import core
+from .exceptions import RecordModifiedError
+
+__all__ = [
+    "RecordModifiedError",
+    "apply_concurrency_check",
+    "concurrency_disable_increment",
+    "disable_concurrency",
+    "get_revision_of_object",
+    "get_version",
+    "get_version_fieldname",
+    "is_changed",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _options(obj: Any) -> core.ConcurrencyOptions:
+    try:
+        return obj._concurrencymeta
+    except AttributeError:
+        raise TypeError(f"{obj!r} is not under concurrency control (it has no version field)") from None
+
+
+def get_version_fieldname(obj: models.Model | type[models.Model]) -> str:
+    """Return the attribute name of the version field of a model or instance."""
+    return _options(obj).field.attname
+
+
+def get_revision_of_object(obj: models.Model) -> Any:
+    """Return the version an instance holds."""
+    return getattr(obj, get_version_fieldname(obj))
+
+
+def is_changed(obj: models.Model) -> bool:
+    """Return whether the row has changed (or gone) since ``obj`` was loaded. One query."""
+    field = _options(obj).field
+    manager = field.model._base_manager.using(obj._state.db or "default")
+    return not manager.filter(pk=obj.pk, **{field.attname: getattr(obj, field.attname)}).exists()
+
+
+def get_version(model_instance: models.Model, version: Any) -> models.Model:
+    """Return the row of ``model_instance`` if it still has ``version``.
+
+    No history is kept: this raises ``DoesNotExist`` for any other version.
+    """
+    model = type(model_instance)
+    attname = get_version_fieldname(model_instance)
+    return model._base_manager.get(pk=model_instance.pk, **{attname: version})
+
+
+def apply_concurrency_check(
+    model: type[models.Model], fieldname: str, versionclass: type[models.Field]
+) -> None:
+    """Add a version field to a model you do not own, such as ``auth.Group``.
+
+    The column must exist: add it with a migration of your own (see the
+    documentation). Does nothing if the model is already versioned.
+    """
+    if hasattr(model, "_concurrencymeta"):
+        return
+    versionclass().contribute_to_class(model, fieldname)
+
+
+class _Toggle:
+    """A context manager, decorator and start()/finish() pair over a context variable.
+
+    State lives in a ``contextvars.ContextVar`` token per use, never on this
+    object, so one instance can be used nested, repeatedly, and from several
+    threads or asyncio tasks at once without leaking.
+    """
+
+    var: contextvars.ContextVar[tuple[Any, ...]]
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
+        self._tokens: list[contextvars.Token] = []
+
+    def __enter__(self) -> _Toggle:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.finish()
+
+    def start(self) -> None:
+        """Switch off; pair with ``finish()`` in the same thread or task."""
+        self._tokens.append(core.push(self.var, self.target))
+
+    def finish(self) -> None:
+        """Undo the matching ``start()``."""
+        self.var.reset(self._tokens.pop())
+
+    def __call__(self, func: F) -> F:
+        target = self.target
+        cls = type(self)
+
+        if _is_async(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with cls(target):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with cls(target):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(func)
+
+
+class disable_concurrency(_Toggle):  # noqa: N801 - public name kept from the seed API
+    """Switch version checks off: for everything (no argument), a model, or an instance.
+
+    Writes still bump the version. A model covers its proxies and subclasses.
+    Passing an object that is not versioned does nothing.
+    """
+
+    var = core._disabled
+
+
+class concurrency_disable_increment(_Toggle):  # noqa: N801 - public name kept from the seed API
+    """Keep versions unchanged by writes of a model or instance; writes are still checked."""
+
+    var = core._no_increment

@@ -1,0 +1,319 @@
+"""The compare-and-swap write that every other part of the library calls.
+
+Saving a versioned instance is one statement::
+
+    UPDATE t SET ..., version = <new> WHERE t.pk = <pk> AND t.version = <old>
+
+judged by its row count. Only when it matches no row does one more cheap query
+tell a conflict (``RecordModifiedError``) from a deletion
+(``RecordDeletedError``); a stale instance is never inserted again.
+
+The UPDATE is built directly from the model's cached columns instead of going
+through ``QuerySet.filter()``: resolving lookups by name is where a naive
+compare-and-swap spends its time (see bench/save.py).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from django.db.models import F
+from django.db.models.lookups import Exact, IsNull
+from django.db.models.sql.constants import ROW_COUNT
+from django.db.models.sql.subqueries import UpdateQuery
+from django.db.models.sql.where import AND
+from django.utils.module_loading import import_string
+
+from .compat import DJANGO_60
+from .conf import conf
+from .exceptions import RecordDeletedError, RecordModifiedError
+from .signals import conflict_detected
+
+from django.db.models import Model
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from .fields import VersionField
+
+Rows = list[tuple[Any, ...]]
+
+# Targets (None = everything, a model class, or an instance) for which checks,
+# or version increments, are switched off in the current thread / asyncio task.
+_disabled: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "concurrency_disabled", default=()
+)
+_no_increment: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "concurrency_no_increment", default=()
+)
+
+
+class ConcurrencyOptions:
+    """Per-model settings, read from an optional inner ``ConcurrencyMeta``."""
+
+    def __init__(self, model: type[Model], field: VersionField) -> None:
+        meta = getattr(model, "ConcurrencyMeta", None)
+        self.model = model
+        self.field = field
+        self.enabled: bool = getattr(meta, "enabled", True)
+        self.increment: bool = getattr(meta, "increment", True)
+        self.check_fields: Sequence[str] | None = getattr(meta, "check_fields", None)
+        self.ignore_fields: Sequence[str] | None = getattr(meta, "ignore_fields", None)
+
+
+class CheckedVersion(int):
+    """The version as returned by ``VersionField.pre_save(add=False)``.
+
+    Django asks fields for their values through ``pre_save`` on ordinary saves
+    but reads raw attributes during raw (fixture) saves; this marker is how the
+    compare-and-swap tells the two apart without another hook.
+    """
+
+
+def _matches(targets: tuple[Any, ...], instance: Model) -> bool:
+    for target in targets:
+        if target is None or target is instance:
+            return True
+        if isinstance(target, type) and isinstance(instance, target):
+            return True
+    return False
+
+
+def is_checked(instance: Model) -> bool:
+    """Return whether a write of ``instance`` is version-checked right now."""
+    if not conf.ENABLED or not instance._concurrencymeta.enabled:
+        return False
+    disabled = _disabled.get()
+    return not (disabled and _matches(disabled, instance))
+
+
+def is_incremented(instance: Model) -> bool:
+    """Return whether a write of ``instance`` bumps its version right now."""
+    if not instance._concurrencymeta.increment:
+        return False
+    frozen = _no_increment.get()
+    return not (frozen and _matches(frozen, instance))
+
+
+def push(var: contextvars.ContextVar[tuple[Any, ...]], target: Any) -> contextvars.Token:
+    """Add ``target`` to a toggle for the current context; see api.py."""
+    return var.set((*var.get(), target))
+
+
+def _version_lookup(field: VersionField, alias: str, version: Any) -> Exact | IsNull:
+    col = field.get_col(alias)
+    if version is None:
+        return IsNull(col, True)
+    return Exact(col, version)
+
+
+def _run_update(
+    base_qs: QuerySet,
+    using: str,
+    pk_val: Any,
+    values: list[tuple[Any, Any, Any]],
+    version_field: VersionField | None,
+    version: Any,
+    returning_fields: Sequence[Any] | None,
+) -> Rows:
+    """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``."""
+    query = base_qs.query.chain(UpdateQuery)
+    query.add_update_fields(values)
+    alias = query.get_initial_alias()
+    pk = query.model._meta.pk
+    query.where.add(pk.get_lookup("exact")(pk.get_col(alias), pk_val), AND)
+    if version_field is not None:
+        query.where.add(_version_lookup(version_field, alias, version), AND)
+    compiler = query.get_compiler(using)
+    if returning_fields:
+        return compiler.execute_returning_sql(returning_fields)
+    return [()] * compiler.execute_sql(ROW_COUNT)
+
+
+def save_update(
+    instance: Model,
+    base_qs: QuerySet,
+    using: str,
+    pk_val: Any,
+    values: list[tuple[Any, Any, Any]],
+    update_fields: Any,
+    forced_update: Any,
+    returning_fields: Sequence[Any] | None,
+) -> Rows:
+    """Do the conditional UPDATE of a versioned save (see ``versioned_do_update``).
+
+    Return the rows Django 6 expects: ``[]`` when nothing was updated and
+    Django may go on to INSERT, which happens only for unchecked writes and
+    for instances that were never loaded from the database.
+    """
+    options = instance._concurrencymeta
+    field = options.field
+    if base_qs.model is not field.model:
+        # Another table of a multi-table inheritance chain: not ours to check.
+        return _django_update(
+                    instance, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+                )
+    attname = field.attname
+    new_values = []
+    for entry in values:
+        if entry[0] is field:
+            if type(entry[2]) is not CheckedVersion:
+                # A raw save (loaddata): the fixture is authoritative.
+                return _django_update(
+                    instance, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+                )
+        else:
+            new_values.append(entry)
+
+    old = getattr(instance, attname)
+    new = field.next_version(instance, old) if is_incremented(instance) else old
+    new_values.append((field, None, new))
+    checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
+    rows = _run_update(
+        base_qs,
+        using,
+        pk_val,
+        new_values,
+        field if checked else None,
+        old,
+        returning_fields,
+    )
+    if rows:
+        instance.__dict__[attname] = new
+        return rows
+    if not checked or instance._state.adding:
+        return rows
+    raise_conflict(instance, old, using)
+
+
+def raise_conflict(instance: Model, version: Any, using: str) -> NoReturn:
+    """Raise the error for a refused write of ``instance`` at ``version``."""
+    field = instance._concurrencymeta.field
+    current = list(
+        field.model._base_manager.using(using)
+        .filter(pk=instance.pk)
+        .values_list(field.attname, flat=True)[:1]
+    )
+    cls = RecordModifiedError if current else RecordDeletedError
+    error = cls(
+        target=instance,
+        version=version,
+        db_version=current[0] if current else None,
+    )
+    conflict_detected.send(
+        sender=type(instance),
+        instance=instance,
+        version=version,
+        db_version=error.db_version,
+        deleted=not current,
+    )
+    if conf.CALLBACK != "concurrency.views.callback":
+        callback = import_string(conf.CALLBACK) if isinstance(conf.CALLBACK, str) else conf.CALLBACK
+        # A callback may raise its own exception; returning never turns the
+        # refused write into a success or an INSERT.
+        callback(instance)
+    raise error
+
+
+def check_delete(
+    sender: type[Model],
+    instance: Model,
+    using: str,
+    origin: Any = None,
+    **kwargs: Any,
+) -> None:
+    """Refuse the deletion of a stale instance (a ``pre_delete`` receiver).
+
+    Runs inside the collector's transaction, before anything is deleted. A
+    no-op ``UPDATE ... SET version = version WHERE pk AND version`` both tests
+    the version and locks the row until the DELETE, on every backend.
+    Cascaded and queryset deletions are not checked: only the instance whose
+    ``delete()`` was called.
+    """
+    if origin is not instance or not is_checked(instance):
+        return
+    field = instance._concurrencymeta.field
+    version = getattr(instance, field.attname)
+    if not version and not conf.VERSION_FIELD_REQUIRED:
+        return
+    base_qs = field.model._base_manager.using(using)
+    rows = _run_update(
+        base_qs,
+        using,
+        instance.pk,
+        [(field, None, F(field.attname))],
+        field,
+        version,
+        None,
+    )
+    if rows:
+        return
+    exists = base_qs.filter(pk=instance.pk).exists()
+    if exists:
+        raise_conflict(instance, version, using)
+    # Already deleted by someone else: deleting again is what Django does.
+
+
+# Django's private hook. Its signature gained ``returning_fields`` (and its
+# result became a list of rows) in 6.0; this is the only code that knows.
+if DJANGO_60:
+
+    def _django_update(
+        instance: Model,
+        base_qs: QuerySet,
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+        returning_fields: Any,
+    ) -> Rows:
+        return Model._do_update(
+            instance, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+        )
+
+    def versioned_do_update(
+        self: Model,
+        base_qs: QuerySet,
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+        returning_fields: Any,
+    ) -> Rows:
+        """Stand in for ``Model._do_update`` on versioned models."""
+        return save_update(
+            self, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+        )
+
+else:
+
+    def _django_update(
+        instance: Model,
+        base_qs: QuerySet,
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+        returning_fields: Any,
+    ) -> Rows:
+        updated = Model._do_update(instance, base_qs, using, pk_val, values, update_fields, forced_update)
+        return [()] if updated else []
+
+    def versioned_do_update(  # type: ignore[misc]
+        self: Model,
+        base_qs: QuerySet,
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+    ) -> bool:
+        """Stand in for ``Model._do_update`` on versioned models."""
+        return bool(
+            save_update(self, base_qs, using, pk_val, values, update_fields, forced_update, None)
+        )

@@ -1,0 +1,84 @@
+"""Exceptions raised when a versioned write is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.db import DatabaseError
+from django.utils.translation import gettext_lazy as _
+
+from .compat import ObjectNotUpdated
+
+__all__ = [
+    "InconsistencyError",
+    "RecordDeletedError",
+    "RecordModifiedError",
+    "VersionChangedError",
+    "VersionError",
+]
+
+
+class RecordModifiedError(DatabaseError):
+    """A versioned write found a different version in the database.
+
+    ``target`` is the instance whose save or delete was refused; it still
+    holds the version it had before the attempt. ``model``, ``pk`` and
+    ``version`` describe what the caller had; ``db_version`` is the version
+    found in the database when it was cheap to learn (``None`` otherwise).
+    """
+
+    default_message = _("Record has been modified")
+
+    def __init__(
+        self,
+        *args: Any,
+        target: Any = None,
+        version: Any = None,
+        db_version: Any = None,
+    ) -> None:
+        super().__init__(*(args or (self.default_message,)))
+        self.target = target
+        self.model = type(target) if target is not None else None
+        self.pk = getattr(target, "pk", None)
+        self.version = version
+        self.db_version = db_version
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else str(self.default_message)
+
+
+class RecordDeletedError(RecordModifiedError, ObjectNotUpdated):
+    """A versioned write found that someone else deleted the row.
+
+    Raised instead of silently inserting the stale data again. On Django 6.0
+    and later it is also an ``ObjectNotUpdated`` ("the updated object no
+    longer exists"), the base of every ``Model.NotUpdated``.
+    """
+
+    default_message = _("Record has been deleted")
+
+
+class VersionError(SuspiciousOperation):
+    """A submitted version is missing, malformed or has been tampered with."""
+
+    def __init__(
+        self,
+        message: Any = None,
+        code: str | None = None,
+        params: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self.message = message or _("Version number is missing or has been tampered with")
+        self.code = code
+        self.params = params
+        super().__init__(self.message)
+
+
+class VersionChangedError(ValidationError):
+    """A form's version no longer matches the database (a validation error)."""
+
+
+class InconsistencyError(DatabaseError):
+    """Kept for imports written against old releases; never raised."""

@@ -1,0 +1,157 @@
+"""Models of the demo site, also used by the test suite."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from concurrency.fields import AutoIncVersionField, IntegerVersionField
+
+
+class Article(models.Model):
+    """The demo's main model: edit it in two browser windows to see a conflict."""
+
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=20,
+        choices=[("draft", "Draft"), ("review", "In review"), ("published", "Published")],
+        default="draft",
+    )
+    version = AutoIncVersionField()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ProxyArticle(Article):
+    class Meta:
+        proxy = True
+
+
+class SimpleConcurrentModel(models.Model):
+    username = models.CharField(max_length=30, blank=True, null=True, unique=True)
+    counter = models.IntegerField(default=0)
+    version = IntegerVersionField(db_comment="row version")
+
+    def __str__(self) -> str:
+        return self.username or ""
+
+
+class Counter(models.Model):
+    """Incremented by many threads in the race tests."""
+
+    name = models.CharField(max_length=30, unique=True)
+    value = models.IntegerField(default=0)
+    version = AutoIncVersionField()
+
+
+class PlainCounter(models.Model):
+    """The same as Counter without a version: the race tests show it loses updates."""
+
+    name = models.CharField(max_length=30, unique=True)
+    value = models.IntegerField(default=0)
+
+
+class VersionedBase(models.Model):
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+    class Meta:
+        abstract = True
+
+
+class FromAbstract(VersionedBase):
+    extra = models.CharField(max_length=30, blank=True)
+
+
+class Parent(models.Model):
+    """Multi-table inheritance with the version on the parent table."""
+
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+
+class Child(Parent):
+    extra = models.CharField(max_length=30, blank=True)
+
+
+class PlainParent(models.Model):
+    """Multi-table inheritance with the version on the child table."""
+
+    name = models.CharField(max_length=30)
+
+
+class VersionedChild(PlainParent):
+    extra = models.CharField(max_length=30, blank=True)
+    version = AutoIncVersionField()
+
+
+class CustomSave(models.Model):
+    name = models.CharField(max_length=30)
+    saves = models.IntegerField(default=0)
+    version = AutoIncVersionField()
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.saves += 1
+        super().save(*args, **kwargs)
+
+
+class SelectOnSave(models.Model):
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+    class Meta:
+        select_on_save = True
+
+
+class ExplicitPk(models.Model):
+    code = models.CharField(max_length=20, primary_key=True)
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+
+class UUIDPk(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+
+class NoIncrement(models.Model):
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+    class ConcurrencyMeta:
+        increment = False
+
+
+class Unchecked(models.Model):
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+    class ConcurrencyMeta:
+        enabled = False
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+
+class Item(models.Model):
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=30)
+    version = AutoIncVersionField()
+
+
+class CustomVersionField(models.Model):
+    """Standard field options honoured on a version field."""
+
+    name = models.CharField(max_length=30)
+    revision = AutoIncVersionField(
+        db_column="rev", verbose_name="revision", help_text="bumped on every save", default=5
+    )
