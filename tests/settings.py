@@ -64,6 +64,9 @@ TEMPLATES = [
 ]
 
 _tmp = Path(tempfile.gettempdir())
+# Test databases are named per test run, so that several checkouts (and CI)
+# can run the suite against one server at once. Child processes inherit it.
+SUFFIX = os.environ.setdefault("CONCURRENCY_TEST_SUFFIX", str(os.getpid()))
 
 
 def _database(name: str) -> dict:
@@ -74,7 +77,7 @@ def _database(name: str) -> dict:
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
-            "TEST": {"NAME": f"test_concurrency_{name}"},
+            "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}"},
         }
     if DB in ("mariadb", "mysql"):
         return {
@@ -85,7 +88,7 @@ def _database(name: str) -> dict:
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("MYSQL_PORT", "3306"),
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"NAME": f"test_concurrency_{name}", "CHARSET": "utf8mb4"},
+            "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}", "CHARSET": "utf8mb4"},
         }
     if DB != "sqlite":
         raise RuntimeError(f"CONCURRENCY_DB={DB!r}: use sqlite, postgresql or mariadb")
@@ -94,7 +97,7 @@ def _database(name: str) -> dict:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / f"{name}.sqlite3" if DEMO else _tmp / f"concurrency_{name}.sqlite3",
         "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
-        "TEST": {"NAME": str(_tmp / f"test_concurrency_{name}_{os.getpid()}.sqlite3")},
+        "TEST": {"NAME": str(_tmp / f"test_concurrency_{name}_{SUFFIX}.sqlite3")},
     }
 
 
