@@ -19,7 +19,8 @@ import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.db.models.lookups import Exact, IsNull
 from django.db.models.sql.constants import ROW_COUNT
 from django.db.models.sql.subqueries import UpdateQuery
@@ -168,9 +169,16 @@ def save_update(
             new_values.append(entry)
 
     old = getattr(instance, attname)
-    new = field.next_version(instance, old) if is_incremented(instance) else old
-    new_values.append((field, None, new))
+    bump = is_incremented(instance)
+    new = field.next_version(instance, old) if bump else old
     checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
+    if checked or not bump:
+        new_values.append((field, None, new))
+    else:
+        # Unchecked: the row may be ahead of this instance, and the version
+        # must still move past whatever it holds. Read the result back (one
+        # more query, on this rare path only).
+        new_values.append((field, None, Greatest(F(attname) + 1, Value(new))))
     rows = _run_update(
         base_qs,
         using,
@@ -181,7 +189,12 @@ def save_update(
         returning_fields,
     )
     if rows:
-        instance.__dict__[attname] = new
+        if checked or not bump:
+            instance.__dict__[attname] = new
+        else:
+            instance.__dict__[attname] = (
+                base_qs.filter(pk=pk_val).values_list(attname, flat=True).get()
+            )
         return rows
     if not checked or instance._state.adding:
         return rows
