@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.core import checks
 from django.db import models
 from django.db.models.signals import class_prepared, pre_delete
 from django.utils.translation import gettext_lazy as _
@@ -47,6 +48,34 @@ class VersionField(models.BigIntegerField):
             # A second version field; concurrency.E001 reports it.
             return
         _manage(cls, self)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = super().check(**kwargs)
+        model = self.model
+        if model._meta.abstract:
+            return errors
+        fields = [f for f in model._meta.concrete_fields if isinstance(f, VersionField)]
+        if len(fields) > 1 and fields[-1] is self:
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label} has more than one version field: "
+                    + ", ".join(f.name for f in fields)
+                    + ".",
+                    hint="Keep one version field per model (and per inheritance chain).",
+                    obj=model,
+                    id="concurrency.E001",
+                )
+            )
+        if getattr(model._meta, "is_composite_pk", False):
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label} has a composite primary key, which versioned models do not support.",
+                    hint="Use a single-column primary key, or remove the version field.",
+                    obj=model,
+                    id="concurrency.E002",
+                )
+            )
+        return errors
 
     def initial_version(self, instance: models.Model) -> int:
         """Return the version of a newly inserted row."""

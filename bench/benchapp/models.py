@@ -1,0 +1,34 @@
+"""Identical models with and without a version field, for the benchmarks."""
+
+from django.db import models
+
+from concurrency.fields import AutoIncVersionField, IntegerVersionField
+
+
+class Plain(models.Model):
+    name = models.CharField(max_length=40)
+    amount = models.IntegerField(default=0)
+    note = models.CharField(max_length=100, default="")
+
+    class Meta:
+        app_label = "benchapp"
+
+
+class AutoInc(models.Model):
+    name = models.CharField(max_length=40)
+    amount = models.IntegerField(default=0)
+    note = models.CharField(max_length=100, default="")
+    version = AutoIncVersionField()
+
+    class Meta:
+        app_label = "benchapp"
+
+
+class Integer(models.Model):
+    name = models.CharField(max_length=40)
+    amount = models.IntegerField(default=0)
+    note = models.CharField(max_length=100, default="")
+    version = IntegerVersionField()
+
+    class Meta:
+        app_label = "benchapp"
