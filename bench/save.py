@@ -22,10 +22,9 @@ import _setup
 
 def run(db: str, rounds: int, block: int) -> None:
     _setup.setup(db, ["benchapp"])
+    from benchapp.models import AutoInc, Integer, Plain
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
-    from benchapp.models import AutoInc, Integer, Plain
 
     models = [Plain, AutoInc, Integer]
     _setup.create_tables(*models)
@@ -80,7 +79,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.db == "all":
         for db in ("sqlite-mem", "sqlite", "postgresql", "mariadb"):
-            cmd = [sys.executable, __file__, "--db", db, "--rounds", str(args.rounds), "--block", str(args.block)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--db",
+                db,
+                "--rounds",
+                str(args.rounds),
+                "--block",
+                str(args.block),
+            ]
             subprocess.run(cmd, check=True)
         return
     run(args.db, args.rounds, args.block)

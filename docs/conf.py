@@ -8,14 +8,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 project = "django-optimistic-concurrency"
 author = "The django-optimistic-concurrency developers"
 copyright = "2026, " + author
-from concurrency import __version__ as release  # noqa: E402
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.viewcode"]
 intersphinx_mapping = {}  # offline builds: no inventories are fetched

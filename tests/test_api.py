@@ -75,7 +75,7 @@ class HelperTests(TestCase):
 
 class DisableTests(TestCase):
     def test_disable_everything(self) -> None:
-        fresh, stale = _stale_pair()
+        _fresh, stale = _stale_pair()
         with disable_concurrency():
             stale.title = "forced"
             stale.save()
@@ -92,7 +92,7 @@ class DisableTests(TestCase):
         assert Article.objects.get().version == proxy.version == 10
 
     def test_disable_instance_only(self) -> None:
-        fresh, stale = _stale_pair()
+        _fresh, stale = _stale_pair()
         other = Article.objects.create(title="b")
         Article.objects.filter(pk=other.pk).update(version=7)
         with disable_concurrency(stale):
@@ -119,7 +119,7 @@ class DisableTests(TestCase):
         with pytest.raises(ValueError):
             outer()
         assert core._disabled.get() == ()
-        fresh, stale = _stale_pair()
+        _fresh, stale = _stale_pair()
         with pytest.raises(RecordModifiedError), transaction.atomic():
             stale.save()
 
@@ -127,7 +127,7 @@ class DisableTests(TestCase):
         toggle = disable_concurrency()
         toggle.start()
         try:
-            fresh, stale = _stale_pair()
+            _fresh, stale = _stale_pair()
             stale.save()
         finally:
             toggle.finish()
@@ -143,7 +143,7 @@ class DisableTests(TestCase):
 
     @override_settings(CONCURRENCY_ENABLED=False)
     def test_global_setting(self) -> None:
-        fresh, stale = _stale_pair()
+        _fresh, stale = _stale_pair()
         stale.save()
 
     @override_settings(CONCURRENCY_VERSION_FIELD_REQUIRED=False)

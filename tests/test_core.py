@@ -305,7 +305,6 @@ class DeleteTests(TestCase):
         assert Article.objects.all().delete()[0] == 1
 
 
-
 class AsyncTests(TransactionTestCase):
     async def test_asave_is_checked(self) -> None:
         article = await Article.objects.acreate(title="a")
@@ -343,4 +342,4 @@ class TransactionTests(TestCase):
 def test_django_60_flag_matches() -> None:
     import django
 
-    assert DJANGO_60 == (django.VERSION >= (6, 0))
+    assert (django.VERSION >= (6, 0)) == DJANGO_60

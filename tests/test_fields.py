@@ -25,11 +25,17 @@ def test_version_field_is_a_big_integer_field() -> None:
 
 def test_deconstruct_gives_public_path_and_only_non_default_kwargs() -> None:
     assert AutoIncVersionField().deconstruct()[1:] == ("concurrency.fields.AutoIncVersionField", [], {})
-    name, path, args, kwargs = IntegerVersionField(
+    _name, path, _args, kwargs = IntegerVersionField(
         db_column="rev", verbose_name="revision", help_text="h", default=5, db_comment="c"
     ).deconstruct()
     assert path == "concurrency.fields.IntegerVersionField"
-    assert kwargs == {"db_column": "rev", "verbose_name": "revision", "help_text": "h", "default": 5, "db_comment": "c"}
+    assert kwargs == {
+        "db_column": "rev",
+        "verbose_name": "revision",
+        "help_text": "h",
+        "default": 5,
+        "db_comment": "c",
+    }
 
 
 def test_standard_options_are_honoured() -> None:
@@ -84,7 +90,11 @@ class FixtureTests(TestCase):
         path = self._fixture(
             "articles",
             [
-                {"model": "demo.article", "pk": existing.pk, "fields": {"title": "from fixture", "version": 42}},
+                {
+                    "model": "demo.article",
+                    "pk": existing.pk,
+                    "fields": {"title": "from fixture", "version": 42},
+                },
                 {"model": "demo.article", "pk": 9001, "fields": {"title": "new", "version": 7}},
             ],
         )

@@ -10,7 +10,7 @@ if DJANGO_60:
     from django.core.exceptions import ObjectNotUpdated
 else:
 
-    class ObjectNotUpdated(Exception):  # type: ignore[no-redef]
+    class ObjectNotUpdated(Exception):  # type: ignore[no-redef]  # noqa: N818 - Django's name
         """Stand-in for Django 6.0's ``ObjectNotUpdated`` on Django 5.2."""
 
 

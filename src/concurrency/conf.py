@@ -43,8 +43,7 @@ DEFAULTS: dict[str, Any] = {
 REMOVED = {
     "IGNORE_DEFAULT": "Use CONCURRENCY_VERSION_FIELD_REQUIRED instead.",
     "MANUAL_TRIGGERS": (
-        "Triggers are managed with migration operations and the 'triggers' "
-        "command; remove the setting."
+        "Triggers are managed with migration operations and the 'triggers' command; remove the setting."
     ),
 }
 

@@ -19,7 +19,7 @@ import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.db.models import F, Value
+from django.db.models import F, Model, Value
 from django.db.models.functions import Greatest
 from django.db.models.lookups import Exact, IsNull
 from django.db.models.sql.constants import ROW_COUNT
@@ -32,14 +32,12 @@ from .conf import conf
 from .exceptions import RecordDeletedError, RecordModifiedError
 from .signals import conflict_detected
 
-from django.db.models import Model
-
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from .fields import VersionField
 
-Rows = list[tuple[Any, ...]]
+Rows = list[Any]
 
 # Targets (None = everything, a model class, or an instance) for which checks,
 # or version increments, are switched off in the current thread / asyncio task.
@@ -73,7 +71,7 @@ class CheckedVersion(int):
     """
 
 
-def _matches(targets: tuple[Any, ...], instance: Model) -> bool:
+def _matches(targets: tuple[Any, ...], instance: Any) -> bool:
     for target in targets:
         if target is None or target is instance:
             return True
@@ -82,7 +80,7 @@ def _matches(targets: tuple[Any, ...], instance: Model) -> bool:
     return False
 
 
-def is_checked(instance: Model) -> bool:
+def is_checked(instance: Any) -> bool:
     """Return whether a write of ``instance`` is version-checked right now."""
     if not conf.ENABLED or not instance._concurrencymeta.enabled:
         return False
@@ -90,7 +88,7 @@ def is_checked(instance: Model) -> bool:
     return not (disabled and _matches(disabled, instance))
 
 
-def is_incremented(instance: Model) -> bool:
+def is_incremented(instance: Any) -> bool:
     """Return whether a write of ``instance`` bumps its version right now."""
     if not instance._concurrencymeta.increment:
         return False
@@ -120,7 +118,7 @@ def _run_update(
     returning_fields: Sequence[Any] | None,
 ) -> Rows:
     """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``."""
-    query = base_qs.query.chain(UpdateQuery)
+    query: Any = base_qs.query.chain(UpdateQuery)
     query.add_update_fields(values)
     alias = query.get_initial_alias()
     pk = query.model._meta.pk
@@ -134,7 +132,7 @@ def _run_update(
 
 
 def save_update(
-    instance: Model,
+    instance: Any,
     base_qs: QuerySet,
     using: str,
     pk_val: Any,
@@ -154,8 +152,8 @@ def save_update(
     if base_qs.model is not field.model:
         # Another table of a multi-table inheritance chain: not ours to check.
         return _django_update(
-                    instance, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
-                )
+            instance, base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+        )
     attname = field.attname
     new_values = []
     for entry in values:
@@ -192,16 +190,14 @@ def save_update(
         if checked or not bump:
             instance.__dict__[attname] = new
         else:
-            instance.__dict__[attname] = (
-                base_qs.filter(pk=pk_val).values_list(attname, flat=True).get()
-            )
+            instance.__dict__[attname] = base_qs.filter(pk=pk_val).values_list(attname, flat=True).get()
         return rows
     if not checked or instance._state.adding:
         return rows
     raise_conflict(instance, old, using)
 
 
-def raise_conflict(instance: Model, version: Any, using: str) -> NoReturn:
+def raise_conflict(instance: Any, version: Any, using: str) -> NoReturn:
     """Raise the error for a refused write of ``instance`` at ``version``."""
     field = instance._concurrencymeta.field
     current = list(
@@ -232,7 +228,7 @@ def raise_conflict(instance: Model, version: Any, using: str) -> NoReturn:
 
 def check_delete(
     sender: type[Model],
-    instance: Model,
+    instance: Any,
     using: str,
     origin: Any = None,
     **kwargs: Any,
@@ -274,7 +270,7 @@ def check_delete(
 if DJANGO_60:
 
     def _django_update(
-        instance: Model,
+        instance: Any,
         base_qs: QuerySet,
         using: str,
         pk_val: Any,
@@ -288,7 +284,7 @@ if DJANGO_60:
         )
 
     def versioned_do_update(
-        self: Model,
+        self: Any,
         base_qs: QuerySet,
         using: str,
         pk_val: Any,
@@ -305,7 +301,7 @@ if DJANGO_60:
 else:
 
     def _django_update(
-        instance: Model,
+        instance: Any,
         base_qs: QuerySet,
         using: str,
         pk_val: Any,
@@ -314,11 +310,11 @@ else:
         forced_update: Any,
         returning_fields: Any,
     ) -> Rows:
-        updated = Model._do_update(instance, base_qs, using, pk_val, values, update_fields, forced_update)
+        updated = Model._do_update(instance, base_qs, using, pk_val, values, update_fields, forced_update)  # type: ignore[call-arg]
         return [()] if updated else []
 
     def versioned_do_update(  # type: ignore[misc]
-        self: Model,
+        self: Any,
         base_qs: QuerySet,
         using: str,
         pk_val: Any,
@@ -327,6 +323,4 @@ else:
         forced_update: Any,
     ) -> bool:
         """Stand in for ``Model._do_update`` on versioned models."""
-        return bool(
-            save_update(self, base_qs, using, pk_val, values, update_fields, forced_update, None)
-        )
+        return bool(save_update(self, base_qs, using, pk_val, values, update_fields, forced_update, None))

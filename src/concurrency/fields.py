@@ -69,7 +69,8 @@ class VersionField(models.BigIntegerField):
         if getattr(model._meta, "is_composite_pk", False):
             errors.append(
                 checks.Error(
-                    f"{model._meta.label} has a composite primary key, which versioned models do not support.",
+                    f"{model._meta.label} has a composite primary key, "
+                    "which versioned models do not support.",
                     hint="Use a single-column primary key, or remove the version field.",
                     obj=model,
                     id="concurrency.E002",
@@ -123,7 +124,7 @@ class AutoIncVersionField(VersionField):
     """A version that starts at 1 and grows by one on every update."""
 
 
-def _manage(model: type[models.Model], field: VersionField) -> None:
+def _manage(model: Any, field: VersionField) -> None:
     """Make ``model`` (concrete, or a proxy or child of one) versioned."""
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
     model._do_update = core.versioned_do_update
@@ -136,7 +137,7 @@ def _manage(model: type[models.Model], field: VersionField) -> None:
     )
 
 
-def _get_concurrency_version(self: models.Model) -> Any:
+def _get_concurrency_version(self: Any) -> Any:
     return getattr(self, self._concurrencymeta.field.attname)
 
 

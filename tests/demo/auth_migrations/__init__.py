@@ -6,4 +6,4 @@ through __path__, so nothing of them is copied.
 
 import django.contrib.auth.migrations as _auth_migrations
 
-__path__ = [*_auth_migrations.__path__, *__path__]  # noqa: F821
+__path__ = [*_auth_migrations.__path__, *__path__]
