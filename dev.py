@@ -66,8 +66,9 @@ def demo(args: list[str]) -> None:
     run(python, "manage.py", "migrate", "--noinput", env=env)
     password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
     run(python, "manage.py", "demo_setup", "--password", password, env=env)
-    print(f"\n  Admin: http://127.0.0.1:8000/admin/  user: admin  password: {password}\n", flush=True)
-    run(python, "manage.py", "runserver", *(args or ["127.0.0.1:8000"]), env=env)
+    addr = args[0] if args else "127.0.0.1:8000"
+    print(f"\n  Admin: http://{addr}/admin/  user: admin  password: {password}\n", flush=True)
+    run(python, "manage.py", "runserver", addr, *args[1:], env=env)
 
 
 def main() -> None:
