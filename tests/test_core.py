@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.test import TestCase, TransactionTestCase
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from concurrency.compat import DJANGO_60, ObjectNotUpdated
@@ -343,3 +343,93 @@ def test_django_60_flag_matches() -> None:
     import django
 
     assert (django.VERSION >= (6, 0)) == DJANGO_60
+
+
+calls: list[object] = []
+
+
+def returning_true(target: object) -> bool:
+    calls.append(target)
+    return True
+
+
+def returning_false(target: object) -> bool:
+    calls.append(target)
+    return False
+
+
+class OwnError(Exception):
+    pass
+
+
+def raising_own(target: object) -> None:
+    raise OwnError(target)
+
+
+class CallbackTests(TestCase):
+    def _stale(self) -> Article:
+        Article.objects.create(title="a")
+        fresh, stale = Article.objects.get(), Article.objects.get()
+        fresh.title = "fresh"
+        fresh.save()
+        stale.title = "stale"
+        return stale
+
+    def test_callback_result_never_turns_a_conflict_into_a_write(self) -> None:
+        for path in ("tests.test_core.returning_true", "tests.test_core.returning_false"):
+            calls.clear()
+            stale = self._stale()
+            with (
+                override_settings(CONCURRENCY_CALLBACK=path),
+                pytest.raises(RecordModifiedError),
+                transaction.atomic(),
+            ):
+                stale.save()
+            assert calls == [stale]
+            assert list(Article.objects.values_list("title", flat=True)) == ["fresh"]
+            Article.objects.all().delete()
+
+    def test_callback_may_raise_its_own_exception(self) -> None:
+        stale = self._stale()
+        with (
+            override_settings(CONCURRENCY_CALLBACK=raising_own),
+            pytest.raises(OwnError),
+            transaction.atomic(),
+        ):
+            stale.save()
+        assert Article.objects.get().title == "fresh"
+
+
+class SignalTests(TestCase):
+    def test_conflict_detected_is_sent_with_versions(self) -> None:
+        from concurrency.signals import conflict_detected
+
+        received: list[dict] = []
+
+        def receiver(**kwargs: object) -> None:
+            received.append(kwargs)
+
+        conflict_detected.connect(receiver)
+        try:
+            Article.objects.create(title="a")
+            fresh, stale = Article.objects.get(), Article.objects.get()
+            fresh.save()
+            with pytest.raises(RecordModifiedError), transaction.atomic():
+                stale.save()
+        finally:
+            conflict_detected.disconnect(receiver)
+        assert len(received) == 1
+        event = received[0]
+        assert (
+            event["sender"],
+            event["instance"],
+            event["version"],
+            event["db_version"],
+            event["deleted"],
+        ) == (
+            Article,
+            stale,
+            1,
+            2,
+            False,
+        )
