@@ -294,6 +294,27 @@ class DeleteTests(TestCase):
         assert Category.objects.count() == 1
         assert Item.objects.count() == 1
 
+    def test_stale_delete_through_a_proxy_is_refused(self) -> None:
+        Article.objects.create(title="a")
+        proxy = ProxyArticle.objects.get()
+        Article.objects.update(version=5)
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            proxy.delete()
+        assert Article.objects.count() == 1
+        proxy.refresh_from_db()
+        proxy.delete()
+        assert not Article.objects.exists()
+
+    def test_stale_delete_of_mti_child_keeps_both_tables(self) -> None:
+        child = Child.objects.create(name="a", extra="x")
+        Parent.objects.update(version=4)
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            child.delete()
+        assert (Parent.objects.count(), Child.objects.count()) == (1, 1)
+        child.refresh_from_db()
+        child.delete()
+        assert (Parent.objects.count(), Child.objects.count()) == (0, 0)
+
     def test_delete_of_already_deleted_row_is_a_noop(self) -> None:
         article = Article.objects.create(title="a")
         Article.objects.all().delete()
