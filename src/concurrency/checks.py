@@ -28,7 +28,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="concurrency.E003",
                 )
             )
-    for name in ("CALLBACK",):
+    for name in ("CALLBACK", "HANDLER409", "FIELD_SIGNER"):
         value = getattr(conf, name)
         if callable(value):
             continue

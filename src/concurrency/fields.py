@@ -98,10 +98,10 @@ class VersionField(models.BigIntegerField):
         return core.CheckedVersion(value or 0)
 
     def formfield(self, **kwargs: Any) -> Any:
-        from django import forms
+        """Return the hidden, signed ``concurrency.forms.VersionField`` (widget overridable)."""
+        from .forms import VersionField as VersionFormField
 
-        kwargs.setdefault("widget", forms.HiddenInput)
-        kwargs.setdefault("required", False)
+        kwargs.setdefault("form_class", VersionFormField)
         return super().formfield(**kwargs)
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse
+from django.db import models
+from django.http import HttpRequest, HttpResponse
+from django.template import TemplateDoesNotExist, loader
 
 from .exceptions import RecordModifiedError
 
-__all__ = ["ConflictResponse", "callback"]
+__all__ = ["ConflictResponse", "callback", "conflict"]
+
+DEFAULT_TEMPLATE = "concurrency/409.html"
 
 
 class ConflictResponse(HttpResponse):
@@ -20,3 +24,52 @@ class ConflictResponse(HttpResponse):
 def callback(target: Any, *args: Any, **kwargs: Any) -> None:
     """Raise ``RecordModifiedError`` for ``target`` (the default ``CONCURRENCY_CALLBACK``)."""
     raise RecordModifiedError(target=target)
+
+
+def _current_row(target: Any) -> models.Model | None:
+    """Return the row of ``target`` as the database holds it now, or ``None`` if it is gone."""
+    if not isinstance(target, models.Model) or target.pk is None:
+        return None
+    model = type(target)
+    return model._base_manager.using(target._state.db).filter(pk=target.pk).first()
+
+
+def _differences(saved: models.Model | None, attempted: Any) -> list[dict[str, Any]]:
+    """List the editable fields whose value differs between the two versions of a row."""
+    if saved is None or not isinstance(attempted, models.Model):
+        return []
+    options = getattr(attempted, "_concurrencymeta", None)
+    version_field = options.field if options is not None else None
+    rows = []
+    for field in attempted._meta.concrete_fields:
+        if not field.editable or field.primary_key or field is version_field:
+            continue
+        mine, theirs = field.value_from_object(attempted), field.value_from_object(saved)
+        if mine != theirs:
+            rows.append({"name": field.name, "label": field.verbose_name, "saved": theirs, "attempted": mine})
+    return rows
+
+
+def conflict(request: HttpRequest, target: Any = None, template_name: str = "409.html") -> ConflictResponse:
+    """Render the 409 page for a refused write of ``target`` (the default ``CONCURRENCY_HANDLER409``).
+
+    The template gets the request (context processors, CSRF token) and
+    ``target``/``attempted`` (what the user tried to save), ``saved`` (the row
+    as it is now, ``None`` if it was deleted), ``differences`` (the edited
+    fields that differ between the two) and ``request_path``. Without a
+    ``template_name`` in the project, ``concurrency/409.html`` is used.
+    """
+    try:
+        template = loader.get_template(template_name)
+    except TemplateDoesNotExist:
+        template = loader.get_template(DEFAULT_TEMPLATE)
+    saved = _current_row(target)
+    context = {
+        "target": target,
+        "attempted": target,
+        "saved": saved,
+        "deleted": target is not None and saved is None,
+        "differences": _differences(saved, target),
+        "request_path": request.path,
+    }
+    return ConflictResponse(template.render(context, request))
