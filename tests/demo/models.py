@@ -155,3 +155,21 @@ class CustomVersionField(models.Model):
     revision = AutoIncVersionField(
         db_column="rev", verbose_name="revision", help_text="bumped on every save", default=5
     )
+
+
+# --- Forms, views and django-reversion (issue #3) ---------------------------
+
+
+class Note(models.Model):
+    """Kept under django-reversion in the tests: reverting must write the old values.
+
+    Time-based versions are never issued twice for a row, so a revert (which
+    writes the revision's old version back) cannot revive a stale editor's copy.
+    """
+
+    title = models.CharField(max_length=100)
+    body = models.TextField(blank=True)
+    version = IntegerVersionField()
+
+    def __str__(self) -> str:
+        return self.title
