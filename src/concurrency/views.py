@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
@@ -26,12 +26,22 @@ def callback(target: Any, *args: Any, **kwargs: Any) -> None:
     raise RecordModifiedError(target=target)
 
 
-def _current_row(target: Any) -> models.Model | None:
-    """Return the row of ``target`` as the database holds it now, or ``None`` if it is gone."""
+_UNKNOWN = object()
+
+
+def _current_row(target: Any) -> Any:
+    """Return the row of ``target`` as the database holds it now, ``None`` if it is gone.
+
+    Return ``_UNKNOWN`` when the database cannot be asked: inside an atomic
+    block that the refused save has marked for rollback.
+    """
     if not isinstance(target, models.Model) or target.pk is None:
         return None
     model = type(target)
-    return model._base_manager.using(target._state.db).filter(pk=target.pk).first()
+    using = target._state.db or router.db_for_read(model, instance=target)
+    if connections[using].needs_rollback:
+        return _UNKNOWN
+    return model._base_manager.using(using).filter(pk=target.pk).first()
 
 
 def _differences(saved: models.Model | None, attempted: Any) -> list[dict[str, Any]]:
@@ -55,7 +65,8 @@ def conflict(request: HttpRequest, target: Any = None, template_name: str = "409
 
     The template gets the request (context processors, CSRF token) and
     ``target``/``attempted`` (what the user tried to save), ``saved`` (the row
-    as it is now, ``None`` if it was deleted), ``differences`` (the edited
+    as it is now, ``None`` if it was deleted or cannot be read because the
+    transaction is broken), ``deleted``, ``differences`` (the edited
     fields that differ between the two) and ``request_path``. Without a
     ``template_name`` in the project, ``concurrency/409.html`` is used.
     """
@@ -64,11 +75,14 @@ def conflict(request: HttpRequest, target: Any = None, template_name: str = "409
     except TemplateDoesNotExist:
         template = loader.get_template(DEFAULT_TEMPLATE)
     saved = _current_row(target)
+    deleted = target is not None and saved is None
+    if saved is _UNKNOWN:
+        saved = None
     context = {
         "target": target,
         "attempted": target,
         "saved": saved,
-        "deleted": target is not None and saved is None,
+        "deleted": deleted,
         "differences": _differences(saved, target),
         "request_path": request.path,
     }
