@@ -71,6 +71,9 @@ def test_mo_file_is_compiled_from_the_po_file(tmp_path: Path) -> None:
 
 
 def test_form_messages_are_lazy_translations() -> None:
-    messages = [*ConcurrentForm.default_error_messages.values(), *VersionField.default_error_messages.values()]
+    messages = [
+        *ConcurrentForm.default_error_messages.values(),
+        *VersionField.default_error_messages.values(),
+    ]
     assert messages
     assert all(isinstance(message, Promise) for message in messages)

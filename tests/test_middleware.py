@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.db.models import F
 from django.db import transaction
+from django.db.models import F
 from django.test import RequestFactory, TestCase, TransactionTestCase, override_settings
 
 from concurrency.exceptions import RecordModifiedError

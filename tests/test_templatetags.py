@@ -61,9 +61,8 @@ class IsVersionTests(TestCase):
         assert is_version(form["version"])
         assert is_version(form.fields["version"])
         assert not is_version(form["title"])
-        assert render("{% for f in form %}{% if f|is_version %}{{ f.name }}{% endif %}{% endfor %}", form=form) == (
-            "version"
-        )
+        template = "{% for f in form %}{% if f|is_version %}{{ f.name }}{% endif %}{% endfor %}"
+        assert render(template, form=form) == "version"
 
     def test_other_values(self) -> None:
         assert not is_version(None)

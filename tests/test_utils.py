@@ -49,6 +49,10 @@ def test_utils_imports_without_pytest() -> None:
         "import concurrency.utils; print('ok')"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1]
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[1],
     )
     assert result.stdout.strip() == "ok", result.stderr

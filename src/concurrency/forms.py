@@ -81,7 +81,8 @@ class VersionField(forms.Field):
     widget = forms.HiddenInput
     default_error_messages = {
         "missing": _(
-            "The version of this record is missing from the form. Reload the page and make your changes again."
+            "The version of this record is missing from the form. "
+            "Reload the page and make your changes again."
         ),
         "invalid": _(
             "The version of this record in the form is not valid (it was altered, or belongs to another "
@@ -136,11 +137,10 @@ class VersionField(forms.Field):
         # error must not be upgraded to a version the user never saw.
         if data is None or data == "":
             return SignedValue("")
-        version = None
         try:
-            version = self._unsign(data)
+            version: int | None = self._unsign(data)
         except ValueError:
-            pass
+            version = None
         return SignedValue(str(data), version=version)
 
     def clean(self, value: Any) -> int | None:
@@ -198,18 +198,17 @@ class ConcurrentForm(forms.ModelForm):
     def _is_existing(self) -> bool:
         return not self.instance._state.adding and self.instance.pk is not None
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned_data = super().clean()
         name = self._version_field_name()
         if name is None:
             return cleaned_data
-        if name in self._errors:
+        if name in self.errors:
             # The field is hidden: say what is wrong where the user will see it.
-            errors = self._errors.pop(name)
+            errors = self.errors.pop(name)
             self.add_error(None, ValidationError(errors.as_data()))
-            return cleaned_data
-        if name in cleaned_data and self._is_existing():
-            self._check_current(cleaned_data[name])
+        elif name in self.cleaned_data and self._is_existing():
+            self._check_current(self.cleaned_data[name])
         return cleaned_data
 
     def _check_current(self, version: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from django.db import models, router, transaction
 
@@ -38,7 +39,7 @@ class ConcurrencyTestMixin:
     assertNotEqual: Any  # noqa: N815
     assertIn: Any  # noqa: N815
     assertRaises: Any  # noqa: N815
-    fail: Any
+    fail: Callable[[str], NoReturn]
 
     def _get_concurrency_target(self, **kwargs: Any) -> models.Model:
         """Return a fresh copy of the test row on every call (creating it the first time)."""
@@ -76,5 +77,7 @@ class ConcurrencyTestMixin:
     def test_concurrency_management(self) -> None:
         """The model is under concurrency control and its version field is a real field."""
         model = self._concurrency_model()
-        self.assertTrue(hasattr(model, "_concurrencymeta"), f"{model._meta.label} has no version field")
-        self.assertIn(model._concurrencymeta.field, model._meta.fields)
+        options = getattr(model, "_concurrencymeta", None)
+        if options is None:
+            self.fail(f"{model._meta.label} has no version field")
+        self.assertIn(options.field, model._meta.fields)
