@@ -456,3 +456,52 @@ class FormViewTests(TestCase):
         response = self.client.post("/articles/add/", {"title": "new", "body": ""})
         assert response.status_code == 302
         assert Article.objects.get(title="new").version == 1
+
+
+class FormsetTests(TestCase):
+    def test_each_row_is_signed_for_itself_and_a_stale_row_is_refused(self) -> None:
+        formset_class = forms.modelformset_factory(Article, form=ArticleForm, extra=0)
+        a = Article.objects.create(title="a")
+        b = Article.objects.create(title="b")
+        queryset = Article.objects.order_by("pk")
+        unbound = formset_class(queryset=queryset)
+        data = {
+            "form-TOTAL_FORMS": "2",
+            "form-INITIAL_FORMS": "2",
+            "form-MIN_NUM_FORMS": "0",
+            "form-MAX_NUM_FORMS": "1000",
+        }
+        for form in unbound.forms:
+            data.update(posted(form))
+        assert data["form-0-version"] == sign_version(Article, a.pk, 1)
+        assert data["form-1-version"] == sign_version(Article, b.pk, 1)
+        data["form-0-title"], data["form-1-title"] = "a2", "b2"
+        Article.objects.filter(pk=b.pk).update(title="theirs", version=F("version") + 1)
+
+        formset = formset_class(data, queryset=queryset)
+        assert not formset.is_valid()
+        assert formset.forms[0].errors == {}
+        assert CHANGED in errors_text(formset.forms[1])
+        rows = list(Article.objects.order_by("pk").values_list("title", "version"))
+        assert rows == [("a", 1), ("theirs", 2)]
+
+    def test_swapped_row_versions_are_refused(self) -> None:
+        formset_class = forms.modelformset_factory(Article, form=ArticleForm, extra=0)
+        a = Article.objects.create(title="a")
+        b = Article.objects.create(title="b")
+        data = {
+            "form-TOTAL_FORMS": "2",
+            "form-INITIAL_FORMS": "2",
+            "form-MIN_NUM_FORMS": "0",
+            "form-MAX_NUM_FORMS": "1000",
+            "form-0-id": str(a.pk),
+            "form-0-title": "a2",
+            "form-0-version": sign_version(Article, b.pk, 1),
+            "form-1-id": str(b.pk),
+            "form-1-title": "b2",
+            "form-1-version": sign_version(Article, a.pk, 1),
+        }
+        formset = formset_class(data, queryset=Article.objects.order_by("pk"))
+        assert not formset.is_valid()
+        assert all(INVALID in errors_text(form) for form in formset.forms)
+        assert list(Article.objects.order_by("pk").values_list("title", flat=True)) == ["a", "b"]
