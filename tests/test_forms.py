@@ -253,7 +253,9 @@ class StaleVersionTests(TestCase):
             assert form.is_valid(), form.errors
             form.save()
         row = Article.objects.get(pk=self.article.pk)
-        assert (row.title, row.version) == ("mine", 2)
+        # Unchecked saves move the version past the row's (core), never back to it.
+        assert row.title == "mine"
+        assert row.version > 2
 
     def test_integer_version_field_round_trip(self) -> None:
         class SimpleForm(ConcurrentForm):
