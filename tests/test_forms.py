@@ -29,7 +29,13 @@ from concurrency.forms import (
     get_signer,
 )
 from concurrency.signing import sign_version
-from tests.demo.models import Article, PlainCounter, ProxyArticle, SimpleConcurrentModel
+from tests.demo.models import (
+    Article,
+    CustomVersionField,
+    PlainCounter,
+    ProxyArticle,
+    SimpleConcurrentModel,
+)
 
 TEMPLATES = [
     {
@@ -272,6 +278,25 @@ class StaleVersionTests(TestCase):
         assert not form.is_valid()
         assert CHANGED in errors_text(form)
         assert SimpleConcurrentModel.objects.get(pk=obj.pk).username == "c"
+
+
+class CustomNameTests(TestCase):
+    def test_version_field_with_another_name_and_column(self) -> None:
+        class RevisionForm(ConcurrentForm):
+            class Meta:
+                model = CustomVersionField
+                fields = ["name", "revision"]
+
+        obj = CustomVersionField.objects.create(name="a")
+        stale = posted(RevisionForm(instance=obj), name="stale")
+        form = RevisionForm(posted(RevisionForm(instance=obj), name="b"), instance=obj)
+        assert form.is_valid(), form.errors
+        form.save()
+        form = RevisionForm(stale, instance=CustomVersionField.objects.get(pk=obj.pk))
+        assert not form.is_valid()
+        assert CHANGED in errors_text(form)
+        row = CustomVersionField.objects.get(pk=obj.pk)
+        assert (row.name, row.revision) == ("b", 6)
 
 
 class NewObjectTests(TestCase):
