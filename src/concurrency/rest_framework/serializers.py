@@ -36,7 +36,9 @@ class VersionConflict(APIException):
                 "The record has been changed by someone else: you sent version %(sent)s, "
                 "it is now at version %(current)s. Fetch it again and reapply your change."
             ) % {"sent": error.version, "current": error.db_version}
-        super().__init__({"detail": message, "version": error.db_version})
+        super().__init__(message)
+        # The version stays a number in the body, beside the message.
+        self.detail = {"detail": self.detail, "version": error.db_version}  # type: ignore[assignment]
 
 
 class VersionField(serializers.IntegerField):
