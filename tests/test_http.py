@@ -41,7 +41,7 @@ HOSTILE = [
     "",
     "   ",
     ",",
-    '"' + "9" * 5000 + '-' + "A" * 22 + '"',
+    '"' + "9" * 5000 + "-" + "A" * 22 + '"',
     '"99999999999999999999-' + "A" * 22 + '"',
     '"-1-' + "A" * 22 + '"',
     '"\u00e9t\u00e9-tag"',
@@ -101,7 +101,9 @@ class ViewTests(TestCase):
         return URLS[kind].format(pk or self.article.pk)
 
     def put(self, kind: str, data: dict[str, Any], **headers: str) -> Any:
-        return self.client.put(self.url(kind), json.dumps(data), content_type="application/json", headers=headers)
+        return self.client.put(
+            self.url(kind), json.dumps(data), content_type="application/json", headers=headers
+        )
 
     def assert_unchanged(self) -> None:
         row = Article.objects.get(pk=self.article.pk)
@@ -123,7 +125,9 @@ class ViewTests(TestCase):
                 response = self.client.get(self.url(kind), headers={"If-None-Match": etag})
                 assert response.status_code == 304
                 assert response["ETag"] == etag
-                assert self.client.get(self.url(kind), headers={"If-None-Match": "W/" + etag}).status_code == 304
+                assert (
+                    self.client.get(self.url(kind), headers={"If-None-Match": "W/" + etag}).status_code == 304
+                )
                 stale = '"0-' + "A" * 22 + '"'
                 assert self.client.get(self.url(kind), headers={"If-None-Match": stale}).status_code == 200
 
@@ -183,7 +187,7 @@ class ViewTests(TestCase):
 
     def test_list_matches_when_one_strong_tag_is_current(self) -> None:
         stale = '"0-' + "A" * 22 + '"'
-        header = f'{stale}, W/{make_etag(self.article)}, {make_etag(self.article)}'
+        header = f"{stale}, W/{make_etag(self.article)}, {make_etag(self.article)}"
         response = self.put("function", {"title": "mine"}, **{"If-Match": header})
         assert response.status_code == 200
         assert Article.objects.get(pk=self.article.pk).title == "mine"
@@ -215,7 +219,9 @@ class ViewTests(TestCase):
         for kind in URLS:
             with self.subTest(kind):
                 article = Article.objects.create(title=kind)
-                response = self.client.delete(self.url(kind, article.pk), headers={"If-Match": make_etag(article)})
+                response = self.client.delete(
+                    self.url(kind, article.pk), headers={"If-Match": make_etag(article)}
+                )
                 assert response.status_code == 204
                 assert not response.has_header("ETag")
                 assert not Article.objects.filter(pk=article.pk).exists()
@@ -285,7 +291,9 @@ class WriteTimeTests(TestCase):
         article = Article.objects.create(title="original")
         with concurrent_write_before_save(Article, article.pk):
             response = self.client.put(
-                URLS["function"].format(article.pk), json.dumps({"title": "mine"}), content_type="application/json"
+                URLS["function"].format(article.pk),
+                json.dumps({"title": "mine"}),
+                content_type="application/json",
             )
         assert response.status_code == 409
         assert response.json()["version"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -98,10 +99,8 @@ def both_past_the_check() -> Iterator[list[str]]:
 
     def receiver(sender: type, instance: Any, **kwargs: Any) -> None:
         arrived.append(instance.title)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
 
     pre_save.connect(receiver, sender=Article, weak=False)
     try:

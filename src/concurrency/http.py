@@ -77,7 +77,7 @@ PROBLEM_TYPES = {
 
 _SALT = "concurrency.http.etag"
 _MAC_LENGTH = 22  # base64url characters: 132 bits of the HMAC
-_OPAQUE_RE = re.compile(r"(-?[0-9]{1,19})-([A-Za-z0-9_-]{%d})" % _MAC_LENGTH)
+_OPAQUE_RE = re.compile(rf"(-?[0-9]{{1,19}})-([A-Za-z0-9_-]{{{_MAC_LENGTH}}})")
 _TAG_RE = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 _SEPARATORS_RE = re.compile(r"[ \t,]*")
 _OWS_RE = re.compile(r"[ \t]*")
@@ -90,7 +90,8 @@ _MAX_HEADER_LENGTH = 8192
 
 def _row_label(model: type[Model], pk: Any) -> str:
     # Proxies share the concrete model's rows, and so its tags.
-    return f"{model._meta.concrete_model._meta.label_lower}:{pk}"
+    concrete = model._meta.concrete_model or model
+    return f"{concrete._meta.label_lower}:{pk}"
 
 
 def _mac(model: type[Model], pk: Any, version: int) -> str:
@@ -200,11 +201,11 @@ class PreconditionError(Exception):
         return problem_response(self.problem())
 
 
-class InvalidPrecondition(PreconditionError):
+class InvalidPrecondition(PreconditionError):  # noqa: N818 - named after the HTTP status
     """An If-Match or If-None-Match value that is not valid syntax (400)."""
 
 
-class PreconditionFailed(PreconditionError):
+class PreconditionFailed(PreconditionError):  # noqa: N818 - named after the HTTP status
     """If-Match names no current version of the row (412)."""
 
     status = 412
@@ -212,7 +213,7 @@ class PreconditionFailed(PreconditionError):
     kind = "stale"
 
 
-class PreconditionRequired(PreconditionError):
+class PreconditionRequired(PreconditionError):  # noqa: N818 - named after the HTTP status
     """A write came without the If-Match header the view requires (428)."""
 
     status = 428
@@ -220,7 +221,7 @@ class PreconditionRequired(PreconditionError):
     kind = "required"
 
 
-class NotModified(PreconditionError):
+class NotModified(PreconditionError):  # noqa: N818 - named after the HTTP status
     """If-None-Match matches the current ETag of a GET or HEAD (304, no body)."""
 
     status = 304
@@ -251,7 +252,10 @@ def _conflict_error(error: RecordModifiedError, *, from_if_match: bool) -> Preco
     """
     if isinstance(error, RecordDeletedError):
         return PreconditionFailed(
-            "The record has been deleted by someone else.", instance=error.target, kind="deleted", version=None
+            "The record has been deleted by someone else.",
+            instance=error.target,
+            kind="deleted",
+            version=None,
         )
     detail = (
         f"The record has been changed by someone else: you sent version {error.version}, "
@@ -364,7 +368,9 @@ class _Preconditions:
             return
         if self.method in ("GET", "HEAD"):
             raise NotModified("Not modified.", instance=instance)
-        raise PreconditionFailed("If-None-Match matches the current version of the record.", instance=instance)
+        raise PreconditionFailed(
+            "If-None-Match matches the current version of the record.", instance=instance
+        )
 
     def handle(self, error: Exception) -> HttpResponse | None:
         """Return the response for ``error`` raised by the view, or ``None`` to re-raise it."""
@@ -420,7 +426,9 @@ def apply_preconditions(request: HttpRequest, instance: Model) -> Model:
     return state.apply(instance)
 
 
-def _start(request: HttpRequest, require_if_match: bool | None, write_methods: Iterable[str]) -> _Preconditions:
+def _start(
+    request: HttpRequest, require_if_match: bool | None, write_methods: Iterable[str]
+) -> _Preconditions:
     state = _Preconditions(
         request.method or "GET",
         request.headers,

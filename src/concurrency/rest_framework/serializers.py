@@ -30,7 +30,7 @@ class VersionConflict(APIException):
     def __init__(self, error: RecordModifiedError) -> None:
         self.error = error
         if isinstance(error, RecordDeletedError):
-            message = _("The record has been deleted by someone else.")
+            message: Any = _("The record has been deleted by someone else.")
         else:
             message = _(
                 "The record has been changed by someone else: you sent version %(sent)s, "
@@ -38,7 +38,7 @@ class VersionConflict(APIException):
             ) % {"sent": error.version, "current": error.db_version}
         super().__init__(message)
         # The version stays a number in the body, beside the message.
-        self.detail = {"detail": self.detail, "version": error.db_version}  # type: ignore[assignment]
+        self.detail: Any = {"detail": self.detail, "version": error.db_version}
 
 
 class VersionField(serializers.IntegerField):
@@ -52,7 +52,9 @@ class VersionField(serializers.IntegerField):
         kwargs.setdefault("required", False)
         kwargs.setdefault("min_value", -(2**63))
         kwargs.setdefault("max_value", 2**63 - 1)
-        kwargs.setdefault("help_text", _("The version you read; an update is refused if the record moved on."))
+        kwargs.setdefault(
+            "help_text", _("The version you read; an update is refused if the record moved on.")
+        )
         super().__init__(**kwargs)
 
 

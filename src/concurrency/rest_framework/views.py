@@ -11,6 +11,7 @@ from django.http import HttpResponse, HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.utils.encoders import JSONEncoder
 
+from ..api import get_revision_of_object
 from ..exceptions import RecordModifiedError
 from ..http import (
     WRITE_METHODS,
@@ -73,9 +74,7 @@ class VersionedViewMixin:
                 context[VERSION_CONTEXT_KEY] = state.version
             elif state.star:
                 # "If-Match: *" accepts the row as this request loaded it.
-                context[VERSION_CONTEXT_KEY] = getattr(
-                    state.instance, state.instance._concurrencymeta.field.attname
-                )
+                context[VERSION_CONTEXT_KEY] = get_revision_of_object(state.instance)
         return context
 
     def perform_update(self, serializer: Any) -> None:
@@ -94,14 +93,19 @@ class VersionedViewMixin:
             deleted, _rows = instance.delete()
         if not deleted:
             raise PreconditionFailed(
-                "The record has been deleted by someone else.", instance=instance, kind="deleted", version=None
+                "The record has been deleted by someone else.",
+                instance=instance,
+                kind="deleted",
+                version=None,
             )
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         state = self._preconditions
         error: Exception = exc.error if isinstance(exc, VersionConflict) else exc
         if state is not None and isinstance(error, RecordModifiedError) and state.instance is not None:
-            return self.problem_response(_conflict_error(error, from_if_match=state.from_if_match), reload=True)
+            return self.problem_response(
+                _conflict_error(error, from_if_match=state.from_if_match), reload=True
+            )
         if isinstance(error, PreconditionError):
             return self.problem_response(error, reload=False)
         return super().handle_exception(exc)  # type: ignore[misc]
@@ -117,7 +121,7 @@ class VersionedViewMixin:
         problem = error.problem()
         current = self._current(error.instance) if reload else error.instance
         if current is not None:
-            problem["version"] = getattr(current, current._concurrencymeta.field.attname)
+            problem["version"] = get_revision_of_object(current)
             problem["etag"] = make_etag(current)
             problem["current"] = self.get_serializer(current).data  # type: ignore[attr-defined]
         else:
