@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.db import router, transaction
@@ -26,6 +27,18 @@ from ..http import (
 from .serializers import VERSION_CONTEXT_KEY, VersionConflict
 
 __all__ = ["VersionedViewMixin"]
+
+
+def _savepoint(using: str) -> AbstractContextManager[Any]:
+    """Return a savepoint inside a transaction (ATOMIC_REQUESTS), else nothing.
+
+    A refused write marks the surrounding transaction for rollback; the
+    savepoint keeps it usable for reading the current row into the answer.
+    In autocommit mode there is nothing to protect, and no query is spent.
+    """
+    if transaction.get_connection(using).in_atomic_block:
+        return transaction.atomic(using=using)
+    return nullcontext()
 
 
 class VersionedViewMixin:
@@ -78,9 +91,7 @@ class VersionedViewMixin:
         return context
 
     def perform_update(self, serializer: Any) -> None:
-        # A savepoint, so that a refused save leaves the transaction usable
-        # (ATOMIC_REQUESTS) for reading the current row into the answer.
-        with transaction.atomic(using=router.db_for_write(type(serializer.instance))):
+        with _savepoint(router.db_for_write(type(serializer.instance))):
             super().perform_update(serializer)  # type: ignore[misc]
 
     def perform_destroy(self, instance: Model) -> None:
@@ -89,7 +100,7 @@ class VersionedViewMixin:
             raise PreconditionRequired(
                 "Deleting needs an If-Match header with the ETag you read.", instance=instance
             )
-        with transaction.atomic(using=instance._state.db):
+        with _savepoint(instance._state.db or router.db_for_write(type(instance))):
             deleted, _rows = instance.delete()
         if not deleted:
             raise PreconditionFailed(
