@@ -11,10 +11,13 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import F
 from django.db.models.signals import pre_save
-from django.test import RequestFactory, TestCase, override_settings
+from django.http import JsonResponse
+from django.test import AsyncRequestFactory, RequestFactory, TestCase, override_settings
+from django.views import View
 
 from concurrency.http import (
     InvalidPrecondition,
+    PreconditionMixin,
     _parse_entity_tags,
     apply_preconditions,
     make_etag,
@@ -372,3 +375,64 @@ class DecoratorTests(TestCase):
         article = Article.objects.create(title="a")
         with pytest.raises(ImproperlyConfigured):
             apply_preconditions(RequestFactory().get("/"), article)
+
+
+class AsyncArticleView(PreconditionMixin, View):
+    """An async class-based view: it loads the row itself and applies the preconditions."""
+
+    http_method_names = ["get", "put"]
+
+    async def get(self, request: Any, pk: int) -> JsonResponse:
+        article = apply_preconditions(request, await Article.objects.aget(pk=pk))
+        return JsonResponse({"version": article.version})
+
+    async def put(self, request: Any, pk: int) -> JsonResponse:
+        article = apply_preconditions(request, await Article.objects.aget(pk=pk))
+        article.title = json.loads(request.body)["title"]
+        await article.asave()
+        return JsonResponse({"version": article.version})
+
+
+class AsyncClassViewTests(TestCase):
+    async def test_async_class_based_view_binds_if_match(self) -> None:
+        article = await Article.objects.acreate(title="a")
+        view = AsyncArticleView.as_view()
+        factory = AsyncRequestFactory()
+        body = json.dumps({"title": "b"})
+
+        response = await view(factory.get("/"), pk=article.pk)
+        assert response["ETag"] == make_etag(article)
+        response = await view(
+            factory.put("/", body, content_type="application/json", headers={"If-Match": make_etag(article)}),
+            pk=article.pk,
+        )
+        assert response.status_code == 200
+        row = await Article.objects.aget(pk=article.pk)
+        assert (row.title, row.version) == ("b", 2)
+        assert response["ETag"] == make_etag(row)
+        stale = await view(
+            factory.put("/", body, content_type="application/json", headers={"If-Match": make_etag(article)}),
+            pk=article.pk,
+        )
+        assert stale.status_code == 412
+        missing = await view(factory.put("/", body, content_type="application/json"), pk=article.pk)
+        assert missing.status_code == 428
+        assert (await Article.objects.aget(pk=article.pk)).version == 2
+
+
+class CombinedHeaderTests(TestCase):
+    def test_if_none_match_is_evaluated_after_a_true_if_match(self) -> None:
+        article = Article.objects.create(title="a")
+        etag = make_etag(article)
+        response = self.client.get(
+            URLS["function"].format(article.pk), headers={"If-Match": etag, "If-None-Match": etag}
+        )
+        assert response.status_code == 304
+        response = self.client.put(
+            URLS["function"].format(article.pk),
+            json.dumps({"title": "b"}),
+            content_type="application/json",
+            headers={"If-Match": etag, "If-None-Match": "*"},
+        )
+        assert response.status_code == 412
+        assert Article.objects.get(pk=article.pk).version == 1

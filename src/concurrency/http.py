@@ -322,8 +322,9 @@ class _Preconditions:
                 "so that it cannot overwrite a change you have not seen.",
                 instance=instance,
             )
+        # RFC 9110 §13.2.2: If-None-Match is evaluated after a true If-Match too.
         if_none_match = self.headers.get("If-None-Match")
-        if if_none_match is not None and if_match is None:
+        if if_none_match is not None:
             self._apply_if_none_match(instance, if_none_match)
         return instance
 
@@ -376,11 +377,12 @@ class _Preconditions:
         """Return the response for ``error`` raised by the view, or ``None`` to re-raise it."""
         if isinstance(error, PreconditionError):
             return error.response()
-        if isinstance(error, RecordModifiedError) and self._concerns(error):
+        if isinstance(error, RecordModifiedError) and self.concerns(error):
             return _conflict_error(error, from_if_match=self.from_if_match).response()
         return None
 
-    def _concerns(self, error: RecordModifiedError) -> bool:
+    def concerns(self, error: RecordModifiedError) -> bool:
+        """Return whether ``error`` is about the instance the preconditions were applied to."""
         instance = self.instance
         if instance is None or error.target is None:
             return False

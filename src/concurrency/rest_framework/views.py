@@ -113,7 +113,7 @@ class VersionedViewMixin:
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         state = self._preconditions
         error: Exception = exc.error if isinstance(exc, VersionConflict) else exc
-        if state is not None and isinstance(error, RecordModifiedError) and state.instance is not None:
+        if state is not None and isinstance(error, RecordModifiedError) and state.concerns(error):
             return self.problem_response(
                 _conflict_error(error, from_if_match=state.from_if_match), reload=True
             )
