@@ -85,6 +85,11 @@ class VersionedSerializerMixin:
         except AttributeError:
             raise TypeError(f"{model.__name__} has no version field") from None
 
+    def build_field(self, field_name: str, *args: Any) -> tuple[type[serializers.Field], dict[str, Any]]:
+        if field_name == self._version_field_name():
+            return VersionField, {}
+        return super().build_field(field_name, *args)  # type: ignore[misc]
+
     def get_fields(self) -> dict[str, serializers.Field]:
         fields: dict[str, serializers.Field] = super().get_fields()  # type: ignore[misc]
         name = self._version_field_name()
