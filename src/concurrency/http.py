@@ -355,9 +355,9 @@ class _Preconditions:
                     "If-Match names no version of this record (weak, foreign and unknown tags never match)."
                 )
             raise PreconditionFailed(detail, instance=instance, version=current)
-        # The version the client read is the one the conditional UPDATE or
-        # DELETE is made with: anything written since refuses the write.
-        setattr(instance, attname, current)
+        # The version the client read is the one loaded here, and so the one
+        # the conditional UPDATE or DELETE is made with: anything written
+        # since this load makes that statement match no row (412).
         self.version = current
 
     def _apply_if_none_match(self, instance: Model, value: str) -> None:
