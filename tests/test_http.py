@@ -24,7 +24,7 @@ from concurrency.http import (
     preconditions,
     version_from_etag,
 )
-from tests.demo.models import Article, Counter, ProxyArticle
+from tests.demo.models import Article, Counter, ProxyArticle, SimpleConcurrentModel, UUIDPk
 
 URLS = {
     "function": "/plain/articles/{}/",
@@ -436,3 +436,13 @@ class CombinedHeaderTests(TestCase):
         )
         assert response.status_code == 412
         assert Article.objects.get(pk=article.pk).version == 1
+
+
+class OtherKeysAndVersionsTests(TestCase):
+    def test_uuid_pk_and_microsecond_versions_round_trip(self) -> None:
+        row = UUIDPk.objects.create(name="u")
+        assert version_from_etag(UUIDPk, row.pk, make_etag(row)) == 1
+        timed = SimpleConcurrentModel.objects.create(username="t")
+        assert timed.version > 10**15
+        assert version_from_etag(SimpleConcurrentModel, timed.pk, make_etag(timed)) == timed.version
+        assert version_from_etag(SimpleConcurrentModel, timed.pk + 1, make_etag(timed)) is None
