@@ -114,14 +114,14 @@ class VersionedViewMixin:
         state = self._preconditions
         error: Exception = exc.error if isinstance(exc, VersionConflict) else exc
         if state is not None and isinstance(error, RecordModifiedError) and state.concerns(error):
-            return self.problem_response(
+            return self.precondition_response(
                 _conflict_error(error, from_if_match=state.from_if_match), reload=True
             )
         if isinstance(error, PreconditionError):
-            return self.problem_response(error, reload=False)
+            return self.precondition_response(error, reload=False)
         return super().handle_exception(exc)  # type: ignore[misc]
 
-    def problem_response(self, error: PreconditionError, *, reload: bool) -> HttpResponse:
+    def precondition_response(self, error: PreconditionError, *, reload: bool) -> HttpResponse:
         """Return the response for ``error``, with the current row when it is a 409 or 412.
 
         ``reload`` reads the row again (after a refused write); otherwise the
