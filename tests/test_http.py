@@ -33,6 +33,7 @@ URLS = {
 }
 
 HOSTILE = [
+    '"1-' + "A" * 22 + '", "2-' + "B" * 22 + '", W/"3-' + "C" * 22 + '"',
     "garbage",
     '"unterminated',
     'W/"1-abc"',
