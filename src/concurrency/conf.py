@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "HANDLER409": "concurrency.views.conflict",
     "VERSION_FIELD_REQUIRED": True,
     "TRIGGERS_FACTORY": {},
+    # concurrency.http / concurrency.rest_framework: a write without If-Match is 428.
+    "REQUIRE_IF_MATCH": True,
 }
 
 # Settings that older releases understood and that now only produce a system

@@ -1,0 +1,129 @@
+"""A serializer mixin that carries the version into the conditional save."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+
+from ..exceptions import RecordDeletedError, RecordModifiedError
+
+__all__ = ["VERSION_CONTEXT_KEY", "VersionConflict", "VersionField", "VersionedSerializerMixin"]
+
+# Serializer context entry through which a view hands over the version that
+# If-Match named; it takes the place of a version in the body.
+VERSION_CONTEXT_KEY = "concurrency_version"
+
+
+class VersionConflict(APIException):
+    """A save refused because the row changed (409) or was deleted since the version sent.
+
+    ``error`` is the ``RecordModifiedError`` (or ``RecordDeletedError``) of the save.
+    """
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+    def __init__(self, error: RecordModifiedError) -> None:
+        self.error = error
+        if isinstance(error, RecordDeletedError):
+            message: Any = _("The record has been deleted by someone else.")
+        else:
+            message = _(
+                "The record has been changed by someone else: you sent version %(sent)s, "
+                "it is now at version %(current)s. Fetch it again and reapply your change."
+            ) % {"sent": error.version, "current": error.db_version}
+        super().__init__(message)
+        # The version stays a number in the body, beside the message.
+        self.detail: Any = {"detail": self.detail, "version": error.db_version}
+
+
+class VersionField(serializers.IntegerField):
+    """The row's version: always shown; on update, the version the client read.
+
+    Not required by the field itself (a create never needs one): the serializer
+    mixin requires it on update, including partial updates.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("min_value", -(2**63))
+        kwargs.setdefault("max_value", 2**63 - 1)
+        kwargs.setdefault(
+            "help_text", _("The version you read; an update is refused if the record moved on.")
+        )
+        super().__init__(**kwargs)
+
+
+class VersionedSerializerMixin:
+    """Mix into a ``ModelSerializer`` of a versioned model.
+
+    The version is exposed as a ``VersionField``. An update needs it, in the
+    body or from a view's If-Match header: without it the update is a 400,
+    never a silent overwrite. The version sent is the one the instance is saved
+    with, so the conditional UPDATE refuses it if the row has moved on, and the
+    serializer raises ``VersionConflict`` (409).
+    """
+
+    version_required_message = _(
+        "This field is required to update: send the version you read (or an If-Match header "
+        "with its ETag), so that a change made since then is not overwritten."
+    )
+    version_mismatch_message = _("The version in the body and the If-Match header disagree.")
+
+    instance: Any
+    context: dict[str, Any]
+    Meta: Any
+
+    def _version_field_name(self) -> str:
+        model: type[Model] = self.Meta.model
+        try:
+            return model._concurrencymeta.field.name  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(f"{model.__name__} has no version field") from None
+
+    def build_field(self, field_name: str, *args: Any) -> tuple[type[serializers.Field], dict[str, Any]]:
+        if field_name == self._version_field_name():
+            return VersionField, {}
+        return super().build_field(field_name, *args)  # type: ignore[misc]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields: dict[str, serializers.Field] = super().get_fields()  # type: ignore[misc]
+        name = self._version_field_name()
+        if not isinstance(fields.get(name), VersionField):
+            fields[name] = VersionField()
+        return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)  # type: ignore[misc]
+        name = self._version_field_name()
+        source = self.fields[name].source  # type: ignore[attr-defined]
+        if self.instance is None:
+            # The version of a new row is the field's to choose.
+            attrs.pop(source, None)
+            return attrs
+        sent = attrs.get(source)
+        from_header = self.context.get(VERSION_CONTEXT_KEY)
+        if from_header is not None:
+            if sent is not None and sent != from_header:
+                raise serializers.ValidationError({name: [self.version_mismatch_message]})
+            attrs[source] = from_header
+        elif sent is None:
+            raise serializers.ValidationError({name: [self.version_required_message]}, code="required")
+        return attrs
+
+    def update(self, instance: Model, validated_data: dict[str, Any]) -> Model:
+        source = self.fields[self._version_field_name()].source  # type: ignore[attr-defined]
+        attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+        setattr(instance, attname, validated_data.pop(source))
+        try:
+            return super().update(instance, validated_data)  # type: ignore[misc]
+        except RecordModifiedError as error:
+            raise VersionConflict(error) from error
+
+    def create(self, validated_data: dict[str, Any]) -> Model:
+        validated_data.pop(self.fields[self._version_field_name()].source, None)  # type: ignore[attr-defined]
+        return super().create(validated_data)  # type: ignore[misc]

@@ -1,0 +1,150 @@
+"""Generic view and viewset mixin: ETag, If-Match, 412/428 and problem details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models import Model
+from django.http import HttpResponse, HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.utils.encoders import JSONEncoder
+
+from ..api import get_revision_of_object
+from ..exceptions import RecordModifiedError
+from ..http import (
+    WRITE_METHODS,
+    PreconditionError,
+    PreconditionFailed,
+    PreconditionRequired,
+    _conflict_error,
+    _Preconditions,
+    make_etag,
+    problem_response,
+)
+from .serializers import VERSION_CONTEXT_KEY, VersionConflict
+
+__all__ = ["VersionedViewMixin"]
+
+
+def _savepoint(using: str) -> AbstractContextManager[Any]:
+    """Return a savepoint inside a transaction (ATOMIC_REQUESTS), else nothing.
+
+    A refused write marks the surrounding transaction for rollback; the
+    savepoint keeps it usable for reading the current row into the answer.
+    In autocommit mode there is nothing to protect, and no query is spent.
+    """
+    if transaction.get_connection(using).in_atomic_block:
+        return transaction.atomic(using=using)
+    return nullcontext()
+
+
+class VersionedViewMixin:
+    """Mix into a ``GenericAPIView`` or ``GenericViewSet`` of a versioned model.
+
+    - ``retrieve`` (GET/HEAD) answers with the row's ETag, and 304 for a
+      matching If-None-Match.
+    - ``update``/``partial_update`` (PUT/PATCH) save with the version named by
+      If-Match, or, when ``require_if_match`` is off and the header is absent,
+      with the version in the body (see ``VersionedSerializerMixin``). A stale
+      If-Match is 412, a stale body version 409, a missing If-Match 428.
+    - ``destroy`` (DELETE) deletes with the If-Match version; it has no body to
+      carry one, so it needs If-Match even when ``require_if_match`` is off.
+
+    Errors are ``application/problem+json`` (RFC 9457); a 409 or 412 carries
+    the current representation (``current``), ``version`` and ``etag``.
+    """
+
+    require_if_match: bool | None = None
+    write_methods: Iterable[str] = WRITE_METHODS
+
+    _preconditions: _Preconditions | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        # After authentication and permissions: preconditions never answer for
+        # a request that would fail for another reason (RFC 9110 §13.2.1).
+        self._preconditions = _Preconditions(
+            request.method or "GET",
+            request.headers,
+            require_if_match=self.require_if_match,
+            write_methods=self.write_methods,
+        )
+
+    def get_object(self) -> Any:
+        obj = super().get_object()  # type: ignore[misc]
+        if self._preconditions is not None:
+            self._preconditions.apply(obj)
+        return obj
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_serializer_context()  # type: ignore[misc]
+        state = self._preconditions
+        if state is not None and state.is_write and state.instance is not None:
+            if state.from_if_match:
+                context[VERSION_CONTEXT_KEY] = state.version
+            elif state.star:
+                # "If-Match: *" accepts the row as this request loaded it.
+                context[VERSION_CONTEXT_KEY] = get_revision_of_object(state.instance)
+        return context
+
+    def perform_update(self, serializer: Any) -> None:
+        with _savepoint(router.db_for_write(type(serializer.instance))):
+            super().perform_update(serializer)  # type: ignore[misc]
+
+    def perform_destroy(self, instance: Model) -> None:
+        state = self._preconditions
+        if state is not None and not (state.from_if_match or state.star):
+            raise PreconditionRequired(
+                "Deleting needs an If-Match header with the ETag you read.", instance=instance
+            )
+        with _savepoint(instance._state.db or router.db_for_write(type(instance))):
+            deleted, _rows = instance.delete()
+        if not deleted:
+            raise PreconditionFailed(
+                "The record has been deleted by someone else.",
+                instance=instance,
+                kind="deleted",
+                version=None,
+            )
+
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+        state = self._preconditions
+        error: Exception = exc.error if isinstance(exc, VersionConflict) else exc
+        if state is not None and isinstance(error, RecordModifiedError) and state.concerns(error):
+            return self.precondition_response(
+                _conflict_error(error, from_if_match=state.from_if_match), reload=True
+            )
+        if isinstance(error, PreconditionError):
+            return self.precondition_response(error, reload=False)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+    def precondition_response(self, error: PreconditionError, *, reload: bool) -> HttpResponse:
+        """Return the response for ``error``, with the current row when it is a 409 or 412.
+
+        ``reload`` reads the row again (after a refused write); otherwise the
+        instance loaded by this request is current.
+        """
+        if error.status not in (409, 412) or error.instance is None:
+            return error.response()
+        problem = error.problem()
+        current = self._current(error.instance) if reload else error.instance
+        if current is not None:
+            problem["version"] = get_revision_of_object(current)
+            problem["etag"] = make_etag(current)
+            problem["current"] = self.get_serializer(current).data  # type: ignore[attr-defined]
+        else:
+            problem.update(version=None, etag=None, current=None)
+        return problem_response(problem, encoder=JSONEncoder)
+
+    def _current(self, instance: Model) -> Model | None:
+        queryset = self.get_queryset()  # type: ignore[attr-defined]
+        return queryset.filter(pk=instance.pk).first()
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        if self._preconditions is not None:
+            self._preconditions.finish(response)
+        return response
