@@ -48,7 +48,7 @@ def test_po_file_lists_every_translatable_message(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
     subprocess.run(
-        [sys.executable, "-m", "django", "makemessages", "-l", "en", "--add-location=file"],
+        [sys.executable, "-P", "-m", "django", "makemessages", "-l", "en", "--add-location=file"],
         cwd=copy,
         env=env,
         check=True,
