@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
@@ -9,6 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "src"), str(ROOT)]
+
+# One database per run, so benchmarks started at the same time do not collide.
+# Child processes inherit the name through the environment.
+NAME = os.environ.setdefault("CONCURRENCY_BENCH_DB", f"concurrency_bench_{os.getpid()}")
 
 DATABASES = {
     "sqlite-mem": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
@@ -18,14 +23,14 @@ DATABASES = {
     },
     "postgresql": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": "concurrency_bench",
+        "NAME": NAME,
         "USER": "postgres",
         "HOST": "127.0.0.1",
         "PORT": "5432",
     },
     "mariadb": {
         "ENGINE": "django.db.backends.mysql",
-        "NAME": "concurrency_bench",
+        "NAME": NAME,
         "USER": "root",
         "PASSWORD": "",
         "HOST": "127.0.0.1",
@@ -44,18 +49,20 @@ def setup(db: str, apps: list[str]) -> None:
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS concurrency_bench")
-            conn.execute("CREATE DATABASE concurrency_bench")
+            conn.execute(f"DROP DATABASE IF EXISTS {NAME}")
+            conn.execute(f"CREATE DATABASE {NAME}")
     elif db == "mariadb":
         import MySQLdb
 
         conn = MySQLdb.connect(host="127.0.0.1", user="root", passwd="")
         cur = conn.cursor()
-        cur.execute("DROP DATABASE IF EXISTS concurrency_bench")
-        cur.execute("CREATE DATABASE concurrency_bench CHARACTER SET utf8mb4")
+        cur.execute(f"DROP DATABASE IF EXISTS {NAME}")
+        cur.execute(f"CREATE DATABASE {NAME} CHARACTER SET utf8mb4")
         conn.close()
     elif db == "sqlite" and os.path.exists(config["NAME"]):
         os.remove(config["NAME"])
+    if db in ("postgresql", "mariadb"):
+        atexit.register(_drop, db)
     settings.configure(
         DATABASES={"default": config},
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "concurrency", *apps],
@@ -64,6 +71,24 @@ def setup(db: str, apps: list[str]) -> None:
         SECRET_KEY="bench",
     )
     django.setup()
+
+
+def _drop(db: str) -> None:
+    """Drop this run's database (registered by the process that created it)."""
+    from django.db import connections
+
+    connections.close_all()
+    if db == "postgresql":
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
+    else:
+        import MySQLdb
+
+        conn = MySQLdb.connect(host="127.0.0.1", user="root", passwd="")
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {NAME}")
+        conn.close()
 
 
 def create_tables(*models: type) -> None:
