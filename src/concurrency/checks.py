@@ -9,11 +9,100 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.db import connections
 from django.utils.module_loading import import_string
 
 from .conf import PREFIX, REMOVED, conf
 
 __all__ = ["register"]
+
+
+def check_triggers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Report trigger factories that cannot be used."""
+    from .triggers import factories, trigger_fields
+    from .triggers.base import BaseTriggerFactory
+
+    errors: list[checks.CheckMessage] = []
+    if not isinstance(conf.TRIGGERS_FACTORY, dict):
+        return [
+            checks.Error(
+                f"{PREFIX}TRIGGERS_FACTORY must be a dict of connection vendor to class path.",
+                hint='For example {"postgresql": "myproject.triggers.TriggerFactory"}.',
+                id="concurrency.E102",
+            )
+        ]
+    for vendor, path in conf.TRIGGERS_FACTORY.items():
+        try:
+            cls = import_string(path) if isinstance(path, str) else path
+        except (ImportError, TypeError, ValueError) as exc:
+            problem = f"cannot be imported: {exc}"
+        else:
+            if isinstance(cls, type) and issubclass(cls, BaseTriggerFactory):
+                continue
+            problem = "is not a subclass of concurrency.triggers.BaseTriggerFactory"
+        errors.append(
+            checks.Error(
+                f"{PREFIX}TRIGGERS_FACTORY[{vendor!r}] = {path!r} {problem}.",
+                hint="Give the dotted path of a BaseTriggerFactory subclass.",
+                id="concurrency.E102",
+            )
+        )
+    vendors = factories()
+    for alias in connections:
+        vendor = connections[alias].vendor
+        if vendor in vendors:
+            continue
+        for field in trigger_fields(alias, _models(app_configs)):
+            errors.append(
+                checks.Error(
+                    f"{field.model._meta.label}.{field.name} needs a trigger, which {vendor!r} databases "
+                    f"(database {alias!r}) do not support.",
+                    hint=f"Use another version field, or plug a factory in with {PREFIX}TRIGGERS_FACTORY.",
+                    obj=field,
+                    id="concurrency.E101",
+                )
+            )
+    return errors
+
+
+def check_triggers_exist(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about missing triggers in the databases being checked (needs the databases)."""
+    from .triggers import factories, factory, get_trigger_name, trigger_fields
+
+    warnings: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        fields = trigger_fields(alias, _models(app_configs))
+        if not fields or connection.vendor not in factories():
+            continue
+        try:
+            names = set(factory(connection).names())
+        except ImportError:
+            continue  # concurrency.E102
+        with connection.cursor() as cursor:
+            tables = set(connection.introspection.table_names(cursor))
+        for field in fields:
+            # A table not created yet is the migrations' business, not ours.
+            if field.model._meta.db_table in tables and get_trigger_name(field) not in names:
+                warnings.append(
+                    checks.Warning(
+                        f"The trigger {get_trigger_name(field)} of {field.model._meta.label}.{field.name} "
+                        f"is missing from database {alias!r}: writes made outside Django do not bump the "
+                        "version.",
+                        hint="Run 'manage.py migrate' or 'manage.py triggers create'.",
+                        obj=field,
+                        id="concurrency.W001",
+                    )
+                )
+    return warnings
+
+
+def _models(app_configs: Any) -> list[Any] | None:
+    if app_configs is None:
+        return None
+    return [model for config in app_configs for model in config.get_models()]
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -48,3 +137,5 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 def register() -> None:
     """Register the checks with Django's framework (called from AppConfig.ready)."""
     checks.register(check_settings)
+    checks.register(check_triggers, checks.Tags.models)
+    checks.register(check_triggers_exist, checks.Tags.database)

@@ -19,7 +19,8 @@ import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.db.models import F, Model, Value
+from django.db import connections, transaction
+from django.db.models import F, Func, Model, Value
 from django.db.models.functions import Greatest
 from django.db.models.lookups import Exact, IsNull
 from django.db.models.sql.constants import ROW_COUNT
@@ -116,9 +117,16 @@ def _run_update(
     version_field: VersionField | None,
     version: Any,
     returning_fields: Sequence[Any] | None,
+    read_back: VersionField | None = None,
 ) -> Rows:
-    """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``."""
+    """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``.
+
+    With ``read_back``, each row returned ends with the value of that field
+    as stored (see ``_update_read_back``).
+    """
     query: Any = base_qs.query.chain(UpdateQuery)
+    if read_back is not None and not returning_fields and connections[using].vendor == "mysql":
+        values = [_last_insert_id(entry) if entry[0] is read_back else entry for entry in values]
     query.add_update_fields(values)
     alias = query.get_initial_alias()
     pk = query.model._meta.pk
@@ -126,9 +134,103 @@ def _run_update(
     if version_field is not None:
         query.where.add(_version_lookup(version_field, alias, version), AND)
     compiler = query.get_compiler(using)
+    if read_back is not None:
+        return _update_read_back(compiler, base_qs, pk_val, [*(returning_fields or ()), read_back])
     if returning_fields:
         return compiler.execute_returning_sql(returning_fields)
     return [()] * compiler.execute_sql(ROW_COUNT)
+
+
+# --- Versions decided by the database (VersionField.version_from_db) --------
+# A trigger, or an SQL expression in the SET clause, decides the new version;
+# the value stored is read back, never assumed.
+
+
+def _can_update_returning(connection: Any) -> bool:
+    # Django 6 has the feature flag; on 5.2, PostgreSQL and SQLite (3.35+, the
+    # same versions that return columns from INSERT) support UPDATE RETURNING.
+    flag = getattr(connection.features, "can_return_rows_from_update", None)
+    if flag is not None:
+        return bool(flag)
+    return (
+        connection.vendor in ("postgresql", "sqlite") and connection.features.can_return_columns_from_insert
+    )
+
+
+def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: list[Any]) -> Rows:
+    """Run the compiled UPDATE and return the stored values of ``fields``.
+
+    One ``UPDATE ... RETURNING`` where the database has it. On MariaDB and
+    MySQL ``UPDATE ... SET version = LAST_INSERT_ID(...)`` (plus ``SELECT
+    LAST_INSERT_ID()`` on tables with triggers); when Django also wants other
+    columns back, the UPDATE and a SELECT of the row run in one transaction,
+    whose row lock keeps anyone else from writing in between.
+    """
+    connection = compiler.connection
+    if _can_update_returning(connection):
+        qn = connection.ops.quote_name
+        table = qn(compiler.query.get_meta().db_table)
+        sql, params = compiler.as_sql()
+        sql += " RETURNING " + ", ".join(f"{table}.{qn(field.column)}" for field in fields)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        table_name = compiler.query.get_meta().db_table
+        converters = compiler.get_converters([field.get_col(table_name) for field in fields])
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [tuple(row) for row in rows]
+    if connection.vendor == "mysql" and len(fields) == 1:
+        # The version was written as LAST_INSERT_ID(<value>) (see _run_update),
+        # which keeps the value in the session: the server reports it with the
+        # statement's result, except on tables with triggers, where MariaDB
+        # reports 0 and one SELECT LAST_INSERT_ID() asks for it. Unlike
+        # reading the row, nobody else's write can get in between.
+        sql, params = compiler.as_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if not cursor.rowcount:
+                return []
+            if cursor.lastrowid:
+                return [(cursor.lastrowid,)]
+            cursor.execute("SELECT LAST_INSERT_ID()")
+            return [tuple(cursor.fetchone())]
+    with transaction.atomic(using=compiler.using, savepoint=False):
+        if not compiler.execute_sql(ROW_COUNT):
+            return []
+        return list(base_qs.filter(pk=pk_val).values_list(*(field.attname for field in fields)))
+
+
+def _last_insert_id(entry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    field, model, value = entry
+    if not hasattr(value, "resolve_expression"):
+        value = Value(value, output_field=field)
+    return field, model, Func(value, function="LAST_INSERT_ID", output_field=field)
+
+
+def touch(instance: Model, using: str) -> None:
+    """Bump the version of a saved ``instance`` alone, checked, and read it back.
+
+    For changes that do not go through ``save()`` but must still move the
+    version, such as a checked many-to-many membership of a
+    ``ConditionalVersionField``.
+    """
+    field = instance._concurrencymeta.field  # type: ignore[attr-defined]
+    attname = field.attname
+    old = getattr(instance, attname)
+    new = F(attname) + 1 if is_incremented(instance) else F(attname)
+    checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
+    base_qs = field.model._base_manager.using(using)
+    rows = _run_update(
+        base_qs, using, instance.pk, [(field, None, new)], field if checked else None, old, None, field
+    )
+    if rows:
+        instance.__dict__[attname] = rows[0][-1]
+    elif checked:
+        raise_conflict(instance, old, using)
+
+
+# --- end of versions decided by the database --------------------------------
 
 
 def save_update(
@@ -168,15 +270,17 @@ def save_update(
 
     old = getattr(instance, attname)
     bump = is_incremented(instance)
-    new = field.next_version(instance, old) if bump else old
+    new = field.update_version(instance, old, new_values, bump)
     checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
-    if checked or not bump:
-        new_values.append((field, None, new))
-    else:
+    from_db = field.version_from_db
+    if bump and not checked and not from_db:
         # Unchecked: the row may be ahead of this instance, and the version
-        # must still move past whatever it holds. Read the result back (one
-        # more query, on this rare path only).
-        new_values.append((field, None, Greatest(F(attname) + 1, Value(new))))
+        # must still move past whatever it holds; the stored value is read back.
+        new = Greatest(F(attname) + 1, Value(new))
+        from_db = True
+    # First in the SET clause: MySQL evaluates assignments left to right, and an
+    # expression computing the version must see the row's old values.
+    new_values.insert(0, (field, None, new))
     rows = _run_update(
         base_qs,
         using,
@@ -185,12 +289,13 @@ def save_update(
         field if checked else None,
         old,
         returning_fields,
+        field if from_db else None,
     )
     if rows:
-        if checked or not bump:
-            instance.__dict__[attname] = new
-        else:
-            instance.__dict__[attname] = base_qs.filter(pk=pk_val).values_list(attname, flat=True).get()
+        if from_db:
+            instance.__dict__[attname] = rows[0][-1]
+            return [row[:-1] for row in rows]
+        instance.__dict__[attname] = new
         return rows
     if not checked or instance._state.adding:
         return rows

@@ -6,15 +6,20 @@ import time
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models.signals import class_prepared, pre_delete
+from django.db.models import F
+from django.db.models.expressions import Expression
+from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
 from . import core
 
 __all__ = [
     "AutoIncVersionField",
+    "ConditionalVersionField",
     "IntegerVersionField",
+    "TriggerVersionField",
     "VersionField",
 ]
 
@@ -29,6 +34,11 @@ class VersionField(models.BigIntegerField):
     """
 
     description = _("Record version")
+
+    #: The database decides the version an UPDATE stores (a trigger, or an SQL
+    #: expression from ``update_version``); the core reads the stored value
+    #: back into the instance instead of assuming it.
+    version_from_db = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("default", 0)
@@ -86,6 +96,16 @@ class VersionField(models.BigIntegerField):
         """Return the version written by an update of a row at ``old``."""
         return (old or 0) + 1
 
+    def update_version(
+        self, instance: models.Model, old: Any, values: list[tuple[Any, Any, Any]], incremented: bool
+    ) -> Any:
+        """Return what the UPDATE writing ``values`` sets the version to: a value or an expression.
+
+        ``incremented`` is false under ``concurrency_disable_increment`` or
+        ``ConcurrencyMeta.increment = False``.
+        """
+        return self.next_version(instance, old) if incremented else old
+
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = getattr(model_instance, self.attname)
         if add:
@@ -124,6 +144,196 @@ class AutoIncVersionField(VersionField):
     """A version that starts at 1 and grows by one on every update."""
 
 
+class TriggerVersionField(VersionField):
+    """A version kept by a database trigger, so writes made outside Django bump it too.
+
+    ``QuerySet.update()``, raw SQL and other programs all move the version,
+    which makes instances loaded before such a write fail to save. A save
+    writes ``version = version + 1`` itself (the trigger stands aside when an
+    UPDATE raises the version) and the instance gets the stored version back
+    from the database. The triggers are created by the ``CreateTrigger``
+    migration operation, after ``migrate`` (``CONCURRENCY_AUTO_CREATE_TRIGGERS``)
+    or by ``manage.py triggers create``.
+    """
+
+    version_from_db = True
+
+    def __init__(self, *args: Any, trigger_name: str | None = None, **kwargs: Any) -> None:
+        self._trigger_name = trigger_name
+        super().__init__(*args, **kwargs)
+
+    @property
+    def trigger_name(self) -> str:
+        """Return the name of the trigger in the database (always ``concurrency_...``)."""
+        from .triggers import get_trigger_name
+
+        return get_trigger_name(self)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self._trigger_name:
+            kwargs["trigger_name"] = self._trigger_name
+        return name, path, args, kwargs
+
+    def update_version(
+        self, instance: models.Model, old: Any, values: list[tuple[Any, Any, Any]], incremented: bool
+    ) -> Any:
+        # Increment switches do not apply: the trigger would bump anyway, and
+        # on SQLite (whose triggers run after RETURNING is computed) the
+        # statement must make the bump itself for the value returned to be
+        # the one stored.
+        return _Increment(self)
+
+
+class _Increment(Expression):
+    """``<version column> + 1``, ready to compile: nothing to resolve on the hot path."""
+
+    def __init__(self, field: models.Field) -> None:
+        super().__init__(output_field=field)
+        self.version_field = field
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> _Increment:
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        return f"{connection.ops.quote_name(self.version_field.column)} + 1", []
+
+
+class _BumpIfChanged(Expression):
+    """``CASE WHEN <a column differs from the value written to it> THEN v + 1 ELSE v END``.
+
+    Column references in a SET clause read the row as it was before the
+    UPDATE (MySQL only while no earlier assignment changed them, hence the
+    version first in the SET clause). The comparison is NULL-safe and, for
+    text on MySQL, byte for byte: its usual collations ignore case.
+    """
+
+    operators = {
+        "postgresql": "{lhs} IS DISTINCT FROM {rhs}",
+        "sqlite": "{lhs} IS NOT {rhs}",
+        "mysql": "NOT ({lhs} <=> {rhs})",
+    }
+    mysql_text = "NOT (CAST({lhs} AS BINARY) <=> CAST({rhs} AS BINARY))"
+
+    def __init__(self, field: models.Field, pairs: list[tuple[models.Field, Any]]) -> None:
+        super().__init__(output_field=field)
+        self.version_field = field
+        self.pairs = pairs
+
+    def resolve_expression(self, query: Any = None, *args: Any, **kwargs: Any) -> _BumpIfChanged:
+        if not any(hasattr(value, "resolve_expression") for _field, value in self.pairs):
+            return self
+        clone = self.copy()
+        clone.pairs = [
+            (field, value.resolve_expression(query, *args, **kwargs))
+            if hasattr(value, "resolve_expression")
+            else (field, value)
+            for field, value in self.pairs
+        ]
+        return clone
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        qn = connection.ops.quote_name
+        operator = self.operators.get(connection.vendor, self.operators["postgresql"])
+        tests: list[str] = []
+        params: list[Any] = []
+        for field, value in self.pairs:
+            if hasattr(value, "as_sql"):
+                sql, value_params = compiler.compile(value)
+                params.extend(value_params)
+            else:
+                value = field.get_db_prep_save(value, connection=connection)
+                if hasattr(field, "get_placeholder"):
+                    sql = field.get_placeholder(value, compiler, connection)
+                else:
+                    sql = "%s"
+                params.append(value)
+            text = connection.vendor == "mysql" and isinstance(field, models.CharField | models.TextField)
+            tests.append((self.mysql_text if text else operator).format(lhs=qn(field.column), rhs=sql))
+        version = qn(self.version_field.column)
+        return f"CASE WHEN {' OR '.join(tests)} THEN {version} + 1 ELSE {version} END", params
+
+
+class ConditionalVersionField(AutoIncVersionField):
+    """An AutoInc version bumped only when a checked field changes.
+
+    The checked fields are ``ConcurrencyMeta.check_fields``, or every field
+    (many-to-many ones included) but the version and
+    ``ConcurrencyMeta.ignore_fields``. Loading rows costs nothing: no values
+    are kept per instance. Instead the UPDATE itself compares each checked
+    column with the value written to it, ``SET version = CASE WHEN <a column
+    changed> THEN version + 1 ELSE version END``, and the stored version is
+    read back. A save is checked against the version even when it does not
+    bump it. Changing the membership of a checked many-to-many field bumps the
+    version at once (checked, for the instance in hand).
+    """
+
+    version_from_db = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checked: dict[type[models.Model], frozenset[str]] = {}
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = super().check(**kwargs)
+        model = self.model
+        if model._meta.abstract or "_concurrencymeta" not in model.__dict__:
+            return errors
+        options = model._concurrencymeta  # type: ignore[attr-defined]
+        if options.check_fields is not None and options.ignore_fields is not None:
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label}.ConcurrencyMeta sets both check_fields and ignore_fields.",
+                    hint="Set one of them: the fields to check, or the fields to ignore.",
+                    obj=model,
+                    id="concurrency.E103",
+                )
+            )
+            return errors
+        for attr in ("check_fields", "ignore_fields"):
+            for name in getattr(options, attr) or ():
+                try:
+                    model._meta.get_field(name)
+                except FieldDoesNotExist:
+                    errors.append(
+                        checks.Error(
+                            f"{model._meta.label}.ConcurrencyMeta.{attr} names {name!r}, "
+                            "which is not a field.",
+                            hint="Use the names of the model's fields (foreign keys by name).",
+                            obj=model,
+                            id="concurrency.E104",
+                        )
+                    )
+        return errors
+
+    def checked_fields(self, model: type[models.Model]) -> frozenset[str]:
+        """Return the names of the fields of ``model`` whose changes bump the version."""
+        try:
+            return self._checked[model]
+        except KeyError:
+            pass
+        options = model._concurrencymeta  # type: ignore[attr-defined]
+        opts = model._meta
+        if options.check_fields is not None:
+            names = {opts.get_field(name).name for name in options.check_fields}
+        else:
+            ignored = {opts.get_field(name).name for name in options.ignore_fields or ()}
+            candidates = [*opts.concrete_fields, *opts.many_to_many]
+            names = {f.name for f in candidates if not f.primary_key and f.name not in ignored}
+        names.discard(self.name)
+        self._checked[model] = frozenset(names)
+        return self._checked[model]
+
+    def update_version(
+        self, instance: models.Model, old: Any, values: list[tuple[Any, Any, Any]], incremented: bool
+    ) -> Any:
+        if not incremented:
+            return old
+        checked = self.checked_fields(type(instance))
+        pairs = [(field, value) for field, _model, value in values if field.name in checked]
+        return _BumpIfChanged(self, pairs) if pairs else old
+
+
 def _manage(model: Any, field: VersionField) -> None:
     """Make ``model`` (concrete, or a proxy or child of one) versioned."""
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
@@ -149,6 +359,67 @@ def _prepare_subclass(sender: type[models.Model], **kwargs: Any) -> None:
     if inherited is not None:
         _manage(sender, inherited.field)
 
+
+def _checked_m2m(owner: type[models.Model], through: Any) -> Any:
+    """Return the checked many-to-many field of ``owner`` stored in ``through``, if any."""
+    options = getattr(owner, "_concurrencymeta", None)
+    if options is None or not isinstance(options.field, ConditionalVersionField):
+        return None
+    for m2m in owner._meta.many_to_many:
+        if m2m.remote_field.through is through:
+            return m2m if m2m.name in options.field.checked_fields(owner) else None
+    return None
+
+
+def _m2m_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, model: Any, pk_set: Any, using: str, **kwargs: Any
+) -> None:
+    """Bump the version of the rows whose checked many-to-many membership is about to change.
+
+    Runs on the ``pre_*`` actions, inside the related manager's transaction:
+    a refused bump (a stale instance) aborts the membership change.
+    """
+    if action not in ("pre_add", "pre_remove", "pre_clear"):
+        return
+    owner = model if reverse else type(instance)
+    m2m = _checked_m2m(owner, sender)
+    if m2m is None:
+        return
+    source, target = m2m.m2m_field_name(), m2m.m2m_reverse_field_name()
+    links = sender._base_manager.using(using)
+    if reverse:
+        if action == "pre_add":
+            pks = list(pk_set)
+        else:
+            rows = links.filter(**{target: instance.pk})
+            if action == "pre_remove":
+                rows = rows.filter(**{f"{source}__in": pk_set})
+            pks = list(rows.values_list(source, flat=True))
+        _bump(owner, using, pks)
+        return
+    if action == "pre_add":
+        changed = bool(pk_set)
+    else:
+        rows = links.filter(**{source: instance.pk})
+        if action == "pre_remove":
+            rows = rows.filter(**{f"{target}__in": pk_set})
+        changed = rows.exists()
+    if not changed:
+        return
+    core.touch(instance, using)
+    if m2m.remote_field.symmetrical and m2m.remote_field.model in (owner, "self") and pk_set:
+        # Django writes the mirror rows without signals; their owners changed too.
+        _bump(owner, using, [pk for pk in pk_set if pk != instance.pk])
+
+
+def _bump(model: type[models.Model], using: str, pks: list[Any]) -> None:
+    """Bump the versions of rows not in hand (their instances are not ours to check)."""
+    if pks:
+        attname = model._concurrencymeta.field.attname  # type: ignore[attr-defined]
+        model._base_manager.using(using).filter(pk__in=pks).update(**{attname: F(attname) + 1})
+
+
+m2m_changed.connect(_m2m_changed, dispatch_uid="concurrency.m2m_changed")
 
 # Connected at import time, not in AppConfig.ready(): models that use these
 # fields are prepared while their module imports this one, before ready().

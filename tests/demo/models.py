@@ -6,7 +6,12 @@ import uuid
 
 from django.db import models
 
-from concurrency.fields import AutoIncVersionField, IntegerVersionField
+from concurrency.fields import (
+    AutoIncVersionField,
+    ConditionalVersionField,
+    IntegerVersionField,
+    TriggerVersionField,
+)
 
 
 class Article(models.Model):
@@ -173,3 +178,82 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+# --- Triggers and conditional versions (tests/test_triggers.py, tests/test_conditional.py, bench/fields.py)
+
+
+class TriggerRow(models.Model):
+    """The database keeps the version (migration 0003 creates the trigger)."""
+
+    name = models.CharField(max_length=30)
+    count = models.IntegerField(default=0)
+    version = TriggerVersionField()
+
+
+class NamedTriggerRow(models.Model):
+    name = models.CharField(max_length=30)
+    version = TriggerVersionField(trigger_name="named_row_version")
+
+
+class PlainRow(models.Model):
+    """TriggerRow without a version, for the benchmarks."""
+
+    name = models.CharField(max_length=30)
+    count = models.IntegerField(default=0)
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=30)
+
+
+class ConditionalArticle(models.Model):
+    """Every field is checked."""
+
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    notes = models.TextField(blank=True, null=True)
+    data = models.JSONField(null=True, blank=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="articles")
+    version = ConditionalVersionField()
+
+
+class PlainConditionalArticle(models.Model):
+    """ConditionalArticle without a version, for the benchmarks."""
+
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    notes = models.TextField(blank=True, null=True)
+    data = models.JSONField(null=True, blank=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="plain_articles")
+
+
+class CheckFieldsArticle(models.Model):
+    title = models.CharField(max_length=200)
+    notes = models.TextField(blank=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="checked_articles")
+    version = ConditionalVersionField()
+
+    class ConcurrencyMeta:
+        check_fields = ("title", "category")
+
+
+class IgnoreFieldsArticle(models.Model):
+    title = models.CharField(max_length=200)
+    notes = models.TextField(blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="ignoring_articles")
+    version = ConditionalVersionField()
+
+    class ConcurrencyMeta:
+        ignore_fields = ("notes", "tags")
+
+
+class Person(models.Model):
+    """A symmetrical many-to-many relation to itself."""
+
+    name = models.CharField(max_length=30)
+    friends = models.ManyToManyField("self", blank=True)
+    version = ConditionalVersionField()

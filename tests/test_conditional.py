@@ -1,0 +1,307 @@
+"""ConditionalVersionField: bumped only when a checked field changes, still always checked."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections, models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.test import TestCase, TransactionTestCase
+from django.test.utils import CaptureQueriesContext, isolate_apps
+
+from concurrency.api import concurrency_disable_increment
+from concurrency.exceptions import RecordModifiedError
+from concurrency.fields import ConditionalVersionField
+from tests.demo.models import (
+    Category,
+    CheckFieldsArticle,
+    ConditionalArticle,
+    IgnoreFieldsArticle,
+    Person,
+    PlainConditionalArticle,
+    Tag,
+)
+
+
+def _stored(obj: models.Model) -> int:
+    return type(obj)._base_manager.values_list("version", flat=True).get(pk=obj.pk)
+
+
+def _writes(ctx: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+class ConditionalSaveTests(TestCase):
+    def setUp(self) -> None:
+        self.article = ConditionalArticle.objects.create(title="t", body="b")
+        self.article = ConditionalArticle.objects.get(pk=self.article.pk)
+
+    def test_create_starts_at_one(self) -> None:
+        assert self.article.version == 1 == _stored(self.article)
+
+    def test_unchanged_save_keeps_the_version_in_one_statement(self) -> None:
+        with CaptureQueriesContext(connection) as ctx:
+            self.article.save()
+        assert self.article.version == 1 == _stored(self.article)
+        writes = _writes(ctx)
+        assert len(writes) == 1 and writes[0].startswith("UPDATE")
+
+    def test_changed_field_bumps(self) -> None:
+        self.article.title = "new"
+        self.article.save()
+        assert self.article.version == 2 == _stored(self.article)
+        self.article.title = "new"  # the same value again
+        self.article.save()
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_unchanged_save_is_still_checked(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.body = "theirs"
+        other.save()
+        assert other.version == 2
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            self.article.save()
+        assert ConditionalArticle.objects.get(pk=self.article.pk).body == "theirs"
+
+    def test_a_change_of_case_is_a_change(self) -> None:
+        # MariaDB's default collations compare "t" and "T" as equal.
+        self.article.title = "T"
+        self.article.save()
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_json_compares_as_json(self) -> None:
+        self.article.data = {"a": [1, 2], "b": None}
+        self.article.save()
+        assert self.article.version == 2
+        fresh = ConditionalArticle.objects.get(pk=self.article.pk)
+        fresh.save()
+        assert fresh.version == 2 == _stored(fresh)
+        fresh.data = {"a": [1, 2], "b": 0}
+        fresh.save()
+        assert fresh.version == 3 == _stored(fresh)
+
+    def test_null_values_compare_safely(self) -> None:
+        self.article.save()
+        assert self.article.version == 1
+        self.article.notes = "x"
+        self.article.save()
+        assert self.article.version == 2
+        self.article.notes = None
+        self.article.save()
+        assert self.article.version == 3
+        self.article.save()
+        assert self.article.version == 3 == _stored(self.article)
+
+    def test_expression_values_are_compared_in_the_database(self) -> None:
+        self.article.title = Concat(F("title"), Value(""))
+        self.article.save()
+        assert self.article.version == 1 == _stored(self.article)
+        self.article.title = Concat(F("title"), Value("!"))
+        self.article.save()
+        assert self.article.version == 2 == _stored(self.article)
+        assert ConditionalArticle.objects.get(pk=self.article.pk).title == "t!"
+
+    def test_foreign_keys_compare_by_id(self) -> None:
+        first, second = Category.objects.create(name="1"), Category.objects.create(name="2")
+        self.article.category = first
+        self.article.save()
+        assert self.article.version == 2
+        self.article.category_id = first.pk
+        self.article.save()
+        assert self.article.version == 2
+        self.article.category = second
+        self.article.save()
+        assert self.article.version == 3 == _stored(self.article)
+
+    def test_update_fields_compare_only_what_is_written(self) -> None:
+        self.article.title = "not written"
+        self.article.body = "b"
+        self.article.save(update_fields=["body"])
+        assert self.article.version == 1 == _stored(self.article)
+        self.article.save(update_fields=["title"])
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_disable_increment_never_bumps(self) -> None:
+        with concurrency_disable_increment(self.article):
+            self.article.title = "quiet"
+            self.article.save()
+        assert self.article.version == 1 == _stored(self.article)
+        assert ConditionalArticle.objects.get(pk=self.article.pk).title == "quiet"
+
+    def test_instances_share_no_state(self) -> None:
+        # Reference bug #254: a hash kept on the class made one instance's
+        # save bump (or refuse) another's.
+        twin = ConditionalArticle.objects.get(pk=self.article.pk)
+        stranger = ConditionalArticle.objects.create(title="s")
+        self.article.title = "changed"
+        self.article.save()
+        stranger.save()
+        assert stranger.version == 1
+        assert twin.version == 1
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            twin.save()
+
+    def test_loading_keeps_nothing_per_instance_and_runs_one_query(self) -> None:
+        for tag in Tag.objects.bulk_create(Tag(name=str(i)) for i in range(3)):
+            self.article.tags.add(tag)
+        plain = PlainConditionalArticle.objects.create(title="t")
+        with CaptureQueriesContext(connection) as ctx:
+            loaded = list(ConditionalArticle.objects.all())
+        assert len(ctx.captured_queries) == 1
+        plain_keys = set(PlainConditionalArticle.objects.get(pk=plain.pk).__dict__)
+        assert set(loaded[0].__dict__) == plain_keys | {"version"}
+
+
+class CheckedFieldsTests(TestCase):
+    def test_check_fields(self) -> None:
+        article = CheckFieldsArticle.objects.create(title="t")
+        article.notes = "unchecked"
+        article.save()
+        assert article.version == 1 == _stored(article)
+        article.tags.add(Tag.objects.create(name="x"))
+        assert article.version == 1 == _stored(article)
+        article.category = Category.objects.create(name="c")
+        article.save()
+        assert article.version == 2
+        article.title = "checked"
+        article.save()
+        assert article.version == 3 == _stored(article)
+
+    def test_ignore_fields(self) -> None:
+        article = IgnoreFieldsArticle.objects.create(title="t")
+        article.notes = "ignored"
+        article.save()
+        article.tags.add(Tag.objects.create(name="x"))
+        assert article.version == 1 == _stored(article)
+        article.title = "checked"
+        article.save()
+        assert article.version == 2 == _stored(article)
+
+    def test_checked_field_names(self) -> None:
+        field = ConditionalArticle._meta.get_field("version")
+        names = {"title", "body", "notes", "data", "category", "tags"}
+        assert field.checked_fields(ConditionalArticle) == names
+        assert CheckFieldsArticle._meta.get_field("version").checked_fields(CheckFieldsArticle) == {
+            "title",
+            "category",
+        }
+
+
+class ManyToManyTests(TestCase):
+    def setUp(self) -> None:
+        self.article = ConditionalArticle.objects.create(title="t")
+        self.tags = Tag.objects.bulk_create(Tag(name=str(i)) for i in range(30))
+
+    def test_add_and_remove_bump_the_instance_in_hand(self) -> None:
+        self.article.tags.add(self.tags[0])
+        assert self.article.version == 2 == _stored(self.article)
+        self.article.tags.add(self.tags[0])  # already a member
+        assert self.article.version == 2
+        self.article.tags.remove(self.tags[1])  # not a member
+        assert self.article.version == 2
+        self.article.tags.remove(self.tags[0])
+        assert self.article.version == 3 == _stored(self.article)
+        self.article.tags.clear()  # already empty
+        assert self.article.version == 3 == _stored(self.article)
+        self.article.title = "then a save"
+        self.article.save()
+        assert self.article.version == 4 == _stored(self.article)
+
+    def test_set_with_the_same_members_does_not_bump(self) -> None:
+        self.article.tags.set(self.tags[:3])
+        version = self.article.version
+        self.article.tags.set(self.tags[:3])
+        assert self.article.version == version == _stored(self.article)
+
+    def test_no_truncation_past_twenty_members(self) -> None:
+        self.article.tags.set(self.tags[:25])
+        version = self.article.version
+        self.article.tags.remove(self.tags[24])
+        assert self.article.version == version + 1 == _stored(self.article)
+
+    def test_clear_bumps(self) -> None:
+        self.article.tags.add(*self.tags[:2])
+        self.article.tags.clear()
+        assert self.article.version == 3 == _stored(self.article)
+
+    def test_stale_instance_cannot_change_membership(self) -> None:
+        stale = ConditionalArticle.objects.get(pk=self.article.pk)
+        self.article.title = "first"
+        self.article.save()
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            stale.tags.add(self.tags[0])
+        assert not self.article.tags.exists()
+        assert _stored(self.article) == 2
+
+    def test_reverse_side_bumps_the_rows(self) -> None:
+        other = ConditionalArticle.objects.create(title="o")
+        self.tags[0].articles.add(self.article, other)
+        assert (_stored(self.article), _stored(other)) == (2, 2)
+        self.tags[0].articles.remove(other)
+        assert (_stored(self.article), _stored(other)) == (2, 3)
+        self.tags[0].articles.clear()
+        assert (_stored(self.article), _stored(other)) == (3, 3)
+
+    def test_symmetrical_relation_bumps_both_people(self) -> None:
+        ann, bob = Person.objects.create(name="ann"), Person.objects.create(name="bob")
+        ann.friends.add(bob)
+        assert (ann.version, _stored(ann), _stored(bob)) == (2, 2, 2)
+        assert list(bob.friends.all()) == [ann]
+
+
+class ConditionalRaceTests(TransactionTestCase):
+    def test_two_threads_changing_the_same_row_one_wins(self) -> None:
+        article = ConditionalArticle.objects.create(title="t")
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def edit(title: str) -> None:
+            try:
+                mine = ConditionalArticle.objects.get(pk=article.pk)
+                barrier.wait()
+                mine.title = title
+                with transaction.atomic():
+                    mine.save()
+                outcomes.append("saved")
+            except RecordModifiedError:
+                outcomes.append("refused")
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=edit, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["refused", "saved"]
+        assert _stored(article) == 2
+
+
+@isolate_apps("tests.demo")
+def test_field_lists_are_checked() -> None:
+    class Both(models.Model):
+        title = models.CharField(max_length=10)
+        version = ConditionalVersionField()
+
+        class ConcurrencyMeta:
+            check_fields = ("title",)
+            ignore_fields = ("title",)
+
+        class Meta:
+            app_label = "demo"
+
+    class Unknown(models.Model):
+        title = models.CharField(max_length=10)
+        version = ConditionalVersionField()
+
+        class ConcurrencyMeta:
+            ignore_fields = ("titel",)
+
+        class Meta:
+            app_label = "demo"
+
+    errors = [*Both.check(), *Unknown.check()]
+    assert [(e.id, e.obj) for e in errors] == [("concurrency.E103", Both), ("concurrency.E104", Unknown)]
+    assert errors[1].msg == "demo.Unknown.ConcurrencyMeta.ignore_fields names 'titel', which is not a field."
