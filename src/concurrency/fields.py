@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -339,11 +340,12 @@ def _manage(model: Any, field: VersionField) -> None:
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
     model._do_update = core.versioned_do_update
     model.get_concurrency_version = _get_concurrency_version
+    if model._meta.apps is not global_apps:
+        # A historical model rendered by migrations: saves are checked, but
+        # deletes are not, so that long migrate runs leave no receivers behind.
+        return
     pre_delete.connect(
-        core.check_delete,
-        sender=model,
-        weak=False,
-        dispatch_uid=f"concurrency.check_delete.{model._meta.label}.{id(model)}",
+        core.check_delete, sender=model, dispatch_uid=f"concurrency.check_delete.{model._meta.label}"
     )
 
 
