@@ -1,7 +1,57 @@
-from django.contrib import admin
+"""The demo site's admin: every feature of concurrency.admin on display."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from concurrency.admin import ConcurrentModelAdmin
 
 from .models import Article, Category, Item
 
-admin.site.register(Article)
-admin.site.register(Category)
-admin.site.register(Item)
+
+@admin.action(description="Mark selected articles as published")
+def publish(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    """Save each row, so every write is itself version-checked."""
+    count = 0
+    for article in queryset:
+        article.status = "published"
+        article.save()
+        count += 1
+    modeladmin.message_user(request, f"{count} article(s) published.", messages.SUCCESS)
+
+
+@admin.register(Article)
+class ArticleAdmin(ConcurrentModelAdmin):
+    list_display = ["title", "status", "version"]
+    list_display_links = ["version"]
+    list_editable = ["title", "status"]
+    list_filter = ["status"]
+    search_fields = ["title"]
+    actions = [publish]
+    fieldsets = [
+        (None, {"fields": ["title", "status", "body"]}),
+        ("Concurrency", {"fields": ["version"], "description": "The revision you are editing."}),
+    ]
+
+
+class ItemInline(admin.TabularInline):
+    model = Item
+    extra = 1
+
+
+@admin.register(Category)
+class CategoryAdmin(ConcurrentModelAdmin):
+    list_display = ["name", "version"]
+    inlines = [ItemInline]
+
+
+@admin.register(Item)
+class ItemAdmin(ConcurrentModelAdmin):
+    list_display = ["name", "category", "version"]
+    list_display_links = ["version"]
+    list_editable = ["name", "category"]
+    list_filter = ["category"]

@@ -1,0 +1,615 @@
+"""Admin integration: the change form, actions and ``list_editable`` of versioned models.
+
+Each part is a thin adapter over the compare-and-swap of :mod:`concurrency.core`:
+
+* the change form sends the version through :class:`~concurrency.forms.ConcurrentForm`;
+  a save refused by the database (a change that landed after ``clean()``) is
+  rolled back and the form shown again with an error and the user's input;
+* action checkboxes carry ``pk,version``; one query compares the selection with
+  the database before the action runs, in the same transaction;
+* ``list_editable`` rows carry a signed version next to their hidden primary key;
+  the rows the changelist already loads are compared with it, so the check adds
+  no query, and a refused UPDATE re-runs the request against the new state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets, model_ngettext
+from django.core import checks
+from django.core.exceptions import ValidationError
+from django.db import connections, models, router, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.html import format_html
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from .compat import DJANGO_61
+from .conf import LIST_EDITABLE_POLICY_ABORT_ALL, conf
+from .core import is_checked
+from .exceptions import RecordModifiedError
+from .fields import VersionField
+from .forms import ConcurrentForm, VersionWidget
+from .signing import sign_version, unsign_version
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+__all__ = [
+    "ConcurrencyActionMixin",
+    "ConcurrencyListEditableMixin",
+    "ConcurrentModelAdmin",
+]
+
+#: Suffix of the hidden input that carries a list_editable row's signed version
+#: (``form-3-_concurrency_version``), rendered next to the row's hidden primary key.
+ROW_VERSION_KEY = "_concurrency_version"
+
+# A request that keeps losing races is answered with a message after this many tries.
+_ATTEMPTS = 3
+# Conflicting rows named one by one in messages; the rest are counted.
+_NAMED_ROWS = 10
+
+
+def _version_field(model: type[models.Model]) -> VersionField | None:
+    options = getattr(model, "_concurrencymeta", None)
+    return None if options is None else options.field
+
+
+def _describe(obj: Any) -> str:
+    return f"“{obj}”"
+
+
+def _names(objects: Iterable[Any]) -> str:
+    items = list(objects)
+    shown = ", ".join(_describe(obj) for obj in items[:_NAMED_ROWS])
+    if len(items) > _NAMED_ROWS:
+        shown += " " + _("and %(count)d more") % {"count": len(items) - _NAMED_ROWS}
+    return shown
+
+
+# ---------------------------------------------------------------------------
+# Actions
+
+
+class ConcurrencyActionMixin:
+    """Run admin actions only on rows still at the version the user saw.
+
+    The action checkboxes are valued ``"<pk>,<version>"``. Before the action
+    runs, one query reads the selected rows' versions (locking them ``FOR
+    UPDATE`` where the database can); if any row changed or disappeared, the
+    action is not run and a message names the rows. The check and the action
+    share one transaction, so nothing changes in between.
+
+    With *select across* ("Select all N"), the rows on the page are checked;
+    rows on other pages were never shown and are not. Set
+    ``check_concurrent_action = False`` to skip the check (the selection is
+    still honoured).
+    """
+
+    check_concurrent_action = True
+
+    def get_confirmation_template(self) -> str:
+        """Return the template of the ``delete_selected`` confirmation page."""
+        if DJANGO_61:
+            return "concurrency/delete_selected_confirmation.html"
+        return "concurrency/delete_selected_confirmation_52.html"
+
+    @property
+    def delete_selected_confirmation_template(self) -> str:  # type: ignore[override]
+        """Post ``pk,version`` from the confirmation page, so the deletion is checked too."""
+        return self.get_confirmation_template()
+
+    def _checks_actions(self) -> bool:
+        return self.check_concurrent_action and _version_field(self.model) is not None  # type: ignore[attr-defined]
+
+    def action_checkbox(self, obj: models.Model) -> str:
+        """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
+        html: str = super().action_checkbox(obj)  # type: ignore[misc]
+        field = _version_field(type(obj))
+        if field is None or not self.check_concurrent_action:
+            return html
+        checkbox = forms.CheckboxInput(
+            {
+                "class": "action-select",
+                "aria-label": format_html(_("Select this object for an action - {}"), str(obj)),
+            },
+            lambda value: False,
+        )
+        return checkbox.render(helpers.ACTION_CHECKBOX_NAME, f"{obj.pk},{getattr(obj, field.attname)}")
+
+    def response_action(
+        self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any
+    ) -> HttpResponse | None:
+        """Check the selection, then let Django run the action on the selected pks."""
+        location = kwargs.get("action_location", args[0] if args else None)
+        if location is not None and location.name != "CHANGE_LIST":
+            # Django 6.1's change-form actions post the bare pk of the object shown.
+            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+        field = _version_field(queryset.model)
+        values = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        if field is None or not values:
+            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+        selection = self._parse_selection(request, queryset.model, values)
+        if selection is None:
+            return None
+        using = router.db_for_write(queryset.model)
+        # No savepoint of its own: an action that fails fails the request anyway.
+        with transaction.atomic(using=using, savepoint=False):
+            if self.check_concurrent_action and not self._selection_is_current(
+                request, queryset, field, selection, using
+            ):
+                return None
+            original = request.POST
+            stripped = request.POST.copy()
+            stripped.setlist(helpers.ACTION_CHECKBOX_NAME, list(dict.fromkeys(pk for pk, _v in selection)))
+            request.POST = stripped  # type: ignore[misc]
+            try:
+                return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+            finally:
+                request.POST = original  # type: ignore[misc]
+
+    def _parse_selection(
+        self, request: HttpRequest, model: type[models.Model], values: list[str]
+    ) -> list[tuple[str, int | None]] | None:
+        """Split ``"<pk>,<version>"`` values; report a malformed one and return ``None``."""
+        selection: list[tuple[str, int | None]] = []
+        to_python = model._meta.pk.to_python
+        for value in values:
+            pk, sep, version = value.rpartition(",")
+            try:
+                if not sep:
+                    if self.check_concurrent_action:
+                        raise ValueError(value)
+                    pk, parsed = value, None
+                else:
+                    parsed = int(version)
+                if not pk:
+                    raise ValueError(value)
+                to_python(pk)
+            except (ValueError, ValidationError):
+                self.message_user(  # type: ignore[attr-defined]
+                    request,
+                    _(
+                        "The selection could not be read (%(value)s is not “id,version”). "
+                        "Reload the page and select the items again. No items have been changed."
+                    )
+                    % {"value": repr(value)[:60]},
+                    messages.ERROR,
+                )
+                return None
+            selection.append((pk, parsed))
+        return selection
+
+    def _selection_is_current(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        field: VersionField,
+        selection: list[tuple[str, int | None]],
+        using: str,
+    ) -> bool:
+        """Compare the selection with the database in one query; report stale rows."""
+        model = queryset.model
+        to_python = model._meta.pk.to_python
+        wanted: dict[Any, set[int | None]] = {}
+        for pk, version in selection:
+            wanted.setdefault(to_python(pk), set()).add(version)
+        # Any change bumps the version, so the rows are read by pk alone (not
+        # through the changelist's filters, which may join or use DISTINCT).
+        rows = model._base_manager.using(using).filter(pk__in=list(wanted)).order_by().values_list("pk", field.attname)
+        if connections[using].features.has_select_for_update:
+            # Hold the rows until the action is done: nothing changes between check and action.
+            rows = rows.select_for_update()
+        current = dict(rows)
+        stale = [pk for pk, versions in wanted.items() if pk not in current or versions != {current[pk]}]
+        if not stale:
+            return True
+        found = {obj.pk: obj for obj in model._base_manager.using(using).filter(pk__in=stale[: _NAMED_ROWS + 1])}
+        named = [found.get(pk, f"{model._meta.pk.name}={pk}") for pk in stale]
+        self.message_user(  # type: ignore[attr-defined]
+            request,
+            ngettext(
+                "%(names)s was changed or deleted by someone else after this page was loaded. "
+                "The action was not run; no items have been changed. Reload the page and try again.",
+                "%(names)s were changed or deleted by someone else after this page was loaded. "
+                "The action was not run; no items have been changed. Reload the page and try again.",
+                len(stale),
+            )
+            % {"names": _names(named)},
+            messages.ERROR,
+        )
+        return False
+
+
+# ---------------------------------------------------------------------------
+# list_editable
+
+
+class _RowVersionInput(forms.HiddenInput):
+    """The hidden primary key of a changelist row, followed by the row's signed version."""
+
+    def __init__(self, version_name: str, version_value: str, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.version_name = version_name
+        self.version_value = version_value
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+        html = super().render(name, value, attrs, renderer)
+        return format_html(
+            '{}<input type="hidden" name="{}" value="{}">', html, self.version_name, self.version_value
+        )
+
+
+class _ChangelistRowForm(forms.ModelForm):
+    """A changelist row that can be set aside: it then counts as unchanged and is not saved."""
+
+    _concurrency_set_aside = False
+
+    def has_changed(self) -> bool:
+        return not self._concurrency_set_aside and super().has_changed()
+
+
+class _ChangelistFormSet(forms.BaseModelFormSet):
+    """Compare each edited row's signed version with the row as loaded for this request."""
+
+    #: Set per request by ``ConcurrencyListEditableMixin.get_changelist_formset``.
+    concurrency_admin: ConcurrencyListEditableMixin
+    concurrency_request: HttpRequest
+
+    def add_fields(self, form: forms.BaseForm, index: Any) -> None:
+        super().add_fields(form, index)
+        instance = getattr(form, "instance", None)
+        field = _version_field(self.model)
+        pk_field = form.fields.get(self.model._meta.pk.name)
+        if field is None or pk_field is None or instance is None or instance._state.adding:
+            return
+        name = form.add_prefix(ROW_VERSION_KEY)
+        if self.is_bound:
+            # Shown again after an error: keep the version the user started from.
+            value = str(self.data.get(name, ""))
+        else:
+            value = sign_version(self.model._meta.concrete_model, instance.pk, getattr(instance, field.attname))
+        pk_field.widget = _RowVersionInput(name, value, pk_field.widget.attrs)
+
+    def clean(self) -> None:
+        super().clean()
+        field = _version_field(self.model)
+        if field is None:
+            return
+        request = self.concurrency_request
+        policy = self.concurrency_admin.get_list_editable_policy(request)
+        conflicts: list[forms.BaseForm] = []
+        for form in self.initial_forms:
+            instance = form.instance
+            if instance._state.adding or form.errors or not form.has_changed():
+                continue
+            try:
+                version = unsign_version(
+                    self.model._meta.concrete_model, instance.pk, self.data.get(form.add_prefix(ROW_VERSION_KEY))
+                )
+            except ValueError:
+                form.add_error(
+                    None,
+                    _("The version of this row is missing or not valid. Reload the page and edit the row again."),
+                )
+                continue
+            if not is_checked(instance):
+                continue
+            if version != getattr(instance, field.attname):
+                # Changed since the page was loaded. The row may even look edited
+                # only because Django compares the posted values with the new
+                # ones: either way, saving it would overwrite someone's work.
+                conflicts.append(form)
+                continue
+            # The UPDATE is made against the version the user saw.
+            setattr(instance, field.attname, version)
+        for form in conflicts:
+            if policy == LIST_EDITABLE_POLICY_ABORT_ALL:
+                form.add_error(
+                    None,
+                    _("Someone else changed this row after the page was loaded. Nothing was saved."),
+                )
+            else:
+                form._concurrency_set_aside = True  # type: ignore[attr-defined]
+        request._concurrency_list_conflicts = [  # type: ignore[attr-defined]
+            (form.instance.pk, _attempted(form)) for form in conflicts
+        ]
+        request._concurrency_list_policy = policy  # type: ignore[attr-defined]
+
+
+def _attempted(form: forms.BaseForm) -> str:
+    """Describe what the user typed into a row that was not saved."""
+    parts = []
+    for name in form.changed_data:
+        field = form.fields[name]
+        value = form.cleaned_data.get(name) if hasattr(form, "cleaned_data") else None
+        shown = _choice_label(field, value)
+        parts.append(f"{capfirst(field.label or name)}: {shown}")
+    return "; ".join(parts)
+
+
+def _choice_label(field: forms.Field, value: Any) -> Any:
+    for key, label in getattr(field, "choices", None) or ():
+        if isinstance(label, list | tuple):
+            for sub_key, sub_label in label:
+                if str(sub_key) == str(value):
+                    return sub_label
+        elif str(key) == str(value):
+            return label
+    return value
+
+
+class ConcurrencyListEditableMixin:
+    """Check ``list_editable`` saves against the version each row had when the page was loaded.
+
+    Every row carries its version, signed for that row, next to its hidden
+    primary key. An edited row whose version no longer matches the row loaded
+    for the save is a conflict, handled by ``CONCURRENCY_POLICY`` (read on
+    every request; ``list_editable_policy`` on the admin overrides it):
+
+    * ``LIST_EDITABLE_POLICY_SILENT``: the other rows are saved; a message
+      names the conflicting rows and what the user had typed, and the list
+      shows them with their current values;
+    * ``LIST_EDITABLE_POLICY_ABORT_ALL``: nothing is saved; the list is shown
+      again with the user's input and an error on each conflicting row.
+
+    The comparison uses rows Django already loads, so it costs no query. A
+    conflict that lands between that comparison and the UPDATE makes the
+    UPDATE match no row; the request is then rolled back and handled again
+    against the new state.
+    """
+
+    list_editable_policy: int | None = None
+
+    def get_list_editable_policy(self, request: HttpRequest) -> int:
+        """Return the conflict policy for this request."""
+        if self.list_editable_policy is not None:
+            return self.list_editable_policy
+        return int(conf.POLICY)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.BaseModelForm]:
+        if _version_field(self.model) is not None:  # type: ignore[attr-defined]
+            base = kwargs.get("form") or forms.ModelForm
+            if not issubclass(base, _ChangelistRowForm):
+                kwargs["form"] = type(base.__name__, (_ChangelistRowForm, base), {"__module__": __name__})
+        return super().get_changelist_form(request, **kwargs)  # type: ignore[misc]
+
+    def get_changelist_formset(self, request: HttpRequest, **kwargs: Any) -> type[forms.BaseModelFormSet]:
+        if _version_field(self.model) is None:  # type: ignore[attr-defined]
+            return super().get_changelist_formset(request, **kwargs)  # type: ignore[misc]
+        base = kwargs.get("formset") or forms.BaseModelFormSet
+        if not issubclass(base, _ChangelistFormSet):
+            base = type(base.__name__, (_ChangelistFormSet, base), {"__module__": __name__})
+        kwargs["formset"] = base
+        formset = super().get_changelist_formset(request, **kwargs)  # type: ignore[misc]
+        # A class of its own per request (as Django's factory makes anyway), so
+        # binding the request to it is safe across threads.
+        formset.concurrency_admin = self
+        formset.concurrency_request = request
+        return formset
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        saving = (
+            request.method == "POST"
+            and "_save" in request.POST
+            and bool(self.list_editable)  # type: ignore[attr-defined]
+            and _version_field(self.model) is not None  # type: ignore[attr-defined]
+        )
+        if not saving:
+            return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        for _attempt in range(_ATTEMPTS):
+            request._concurrency_list_conflicts = []  # type: ignore[attr-defined]
+            try:
+                response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+            except RecordModifiedError:
+                # Lost a race after validation: everything was rolled back;
+                # validating again sees the other write.
+                continue
+            self._report_list_conflicts(request)
+            return response
+        self.message_user(  # type: ignore[attr-defined]
+            request,
+            _("These rows are being changed by others right now, so nothing was saved. Try again."),
+            messages.ERROR,
+        )
+        return HttpResponseRedirect(request.get_full_path())
+
+    def _report_list_conflicts(self, request: HttpRequest) -> None:
+        conflicts = getattr(request, "_concurrency_list_conflicts", [])
+        if not conflicts:
+            return
+        policy = getattr(request, "_concurrency_list_policy", None)
+        # One query, only when there are conflicts: name the rows as they are now.
+        model = self.model  # type: ignore[attr-defined]
+        current = model._base_manager.in_bulk([pk for pk, _a in conflicts[:_NAMED_ROWS]])
+        conflicts = [(current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts]
+        if policy == LIST_EDITABLE_POLICY_ABORT_ALL:
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                ngettext(
+                    "%(names)s was changed by someone else after this page was loaded, so nothing was "
+                    "saved. Your input is shown below; reload the page to see the current values.",
+                    "%(names)s were changed by someone else after this page was loaded, so nothing was "
+                    "saved. Your input is shown below; reload the page to see the current values.",
+                    len(conflicts),
+                )
+                % {"names": _names(obj for obj, _a in conflicts)},
+                messages.ERROR,
+            )
+            return
+        for obj, attempted in conflicts[:_NAMED_ROWS]:
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                _(
+                    "%(name)s %(obj)s was changed by someone else after this page was loaded, so the "
+                    "values you sent for it were not saved (%(attempted)s). It is shown with its current "
+                    "values."
+                )
+                % {
+                    "name": capfirst(str(model._meta.verbose_name)),
+                    "obj": _describe(obj),
+                    "attempted": attempted,
+                },
+                messages.WARNING,
+            )
+        if len(conflicts) > _NAMED_ROWS:
+            rest = len(conflicts) - _NAMED_ROWS
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                _("%(count)d more %(name)s were not saved for the same reason.")
+                % {"count": rest, "name": model_ngettext(self.opts, rest)},  # type: ignore[attr-defined]
+                messages.WARNING,
+            )
+
+
+# ---------------------------------------------------------------------------
+# The ModelAdmin
+
+
+class _RefusedForm(forms.BaseForm):
+    """Marks the change form of a request whose save the database refused."""
+
+    concurrency_refused: RecordModifiedError
+
+    def clean(self) -> dict[str, Any]:
+        cleaned_data: dict[str, Any] = super().clean()  # type: ignore[misc]
+        if not self._errors:
+            self.add_error(None, _refused_message(self.concurrency_refused))
+        return cleaned_data
+
+
+def _refused_message(error: RecordModifiedError) -> str:
+    target = error.target
+    verb = _("deleted") if error.db_version is None else _("changed")
+    return _(
+        "%(name)s %(obj)s was %(verb)s by someone else while you were saving, so nothing was saved. "
+        "Your input is kept below; reload the page in another tab to see the current values."
+    ) % {
+        "name": capfirst(str(type(target)._meta.verbose_name)) if target is not None else _("A record"),
+        "obj": _describe(target) if target is not None else "",
+        "verb": verb,
+    }
+
+
+class ConcurrentModelAdmin(ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin):
+    """A ``ModelAdmin`` for versioned models: change form, inlines, actions and list_editable.
+
+    If you set ``fields`` or ``fieldsets``, include the version field (system
+    checks ``concurrency.A001`` and ``concurrency.A002`` say so).
+    """
+
+    form = ConcurrentForm
+    formfield_overrides = {VersionField: {"widget": VersionWidget}}
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        if change and hasattr(request, "user") and not self.has_change_permission(request, obj):
+            # View-only: no field is editable, the version included.
+            kwargs.setdefault("form", forms.ModelForm)
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = getattr(request, "_concurrency_refused", None)
+        if refused is not None:
+            form = type(form.__name__, (_RefusedForm, form), {"concurrency_refused": refused})
+        return form
+
+    def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Iterator[Any]:
+        """Give inlines of versioned models the signed version field (shown as its number)."""
+        for inline in self.get_inline_instances(request, obj):
+            field = _version_field(inline.model)
+            kwargs: dict[str, Any] = {}
+            if field is not None:
+                kwargs["widgets"] = {field.name: VersionWidget}
+            yield inline.get_formset(request, obj, **kwargs), inline
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except RecordModifiedError as error:
+            # The UPDATE (or a checked delete) matched no row after the form had
+            # validated. Django's transaction is rolled back; show the form
+            # again, with the user's input and the reason.
+            request._concurrency_refused = error  # type: ignore[attr-defined]
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    # -- system checks ------------------------------------------------------
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors: list[checks.CheckMessage] = super().check(**kwargs)
+        field = _version_field(self.model)
+        if field is not None:
+            errors.extend(self._check_version_field(field))
+        return errors
+
+    def _check_version_field(self, field: VersionField) -> list[checks.CheckMessage]:
+        name = field.name
+        label = f"{type(self).__module__}.{type(self).__qualname__}"
+        problems: list[checks.CheckMessage] = []
+        if name in (self.exclude or ()) or name in (self.readonly_fields or ()):
+            problems.append(
+                checks.Error(
+                    f"{label} excludes the version field {name!r} of {self.model._meta.label} from its form.",
+                    hint=f"Remove {name!r} from 'exclude' and 'readonly_fields'.",
+                    obj=type(self),
+                    id="concurrency.A001",
+                )
+            )
+        fieldsets = self._declared_fieldsets()
+        if fieldsets is None:
+            return problems
+        source, declared = fieldsets
+        if name not in flatten_fieldsets(declared):
+            which = "fieldsets" if source == "fieldsets" else "fields"
+            problems.append(
+                checks.Error(
+                    f"{label} leaves the version field {name!r} of {self.model._meta.label} out of its "
+                    f"'{which}', so its saves could not be checked.",
+                    hint=f"Add {name!r} to '{which}'.",
+                    obj=type(self),
+                    id="concurrency.A002" if which == "fieldsets" else "concurrency.A001",
+                )
+            )
+        return problems
+
+    def _declared_fieldsets(self) -> tuple[str, Any] | None:
+        """Return the fieldsets the change form will use, or ``None`` if Django derives them."""
+        overridden = type(self).get_fieldsets is not admin.ModelAdmin.get_fieldsets or (
+            type(self).get_fields is not admin.ModelAdmin.get_fields
+        )
+        if overridden:
+            try:
+                declared = self.get_fieldsets(_check_request(), None)
+            except Exception:
+                # A get_fieldsets() that needs a real request cannot be checked
+                # here; ConcurrentForm refuses to work without the field.
+                return None
+            source = "fieldsets" if type(self).get_fieldsets is not admin.ModelAdmin.get_fieldsets else "fields"
+            return source, declared
+        if self.fieldsets:
+            return "fieldsets", self.fieldsets
+        if self.fields:
+            return "fields", [(None, {"fields": self.fields})]
+        return None
+
+
+def _check_request() -> HttpRequest:
+    from django.contrib.auth.models import AnonymousUser
+
+    request = HttpRequest()
+    request.user = AnonymousUser()
+    return request
