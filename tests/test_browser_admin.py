@@ -1,0 +1,243 @@
+"""Two people, two browsers, one record: the admin flows in a real Chromium against a live server.
+
+Uses Debian's Chromium through Playwright (no browser download). Skipped only
+when /usr/bin/chromium is missing; ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.demo.models import Article
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "browser-test-password"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls
+    # the test makes meanwhile are still plain synchronous calls.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class Person:
+    """One logged-in admin user in a browser context of their own."""
+
+    def __init__(self, browser: Any, base_url: str, username: str) -> None:
+        get_user_model().objects.create_superuser(username, f"{username}@example.com", PASSWORD)
+        self.context = browser.new_context(base_url=base_url)
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+        self.page.goto("/admin/login/?next=/admin/")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", PASSWORD)
+        self.submit("input[type=submit]")
+        self.page.wait_for_selector("#site-name")
+
+    def submit(self, selector: str) -> None:
+        """Click a submit button and wait for the next page."""
+        with self.page.expect_navigation():
+            self.page.click(selector)
+
+    def messages(self) -> list[str]:
+        return [text.strip() for text in self.page.locator("ul.messagelist li").all_inner_texts()]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def people(browser: Any, live_server: Any, settings: Any) -> Iterator[tuple[Person, Person]]:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    alice = Person(browser, live_server.url, "alice")
+    bob = Person(browser, live_server.url, "bob")
+    yield alice, bob
+    alice.close()
+    bob.close()
+
+
+@pytest.fixture
+def articles() -> list[Article]:
+    return [Article.objects.create(title=f"Row {n}", status="draft") for n in range(3)]
+
+
+def test_second_editor_sees_the_conflict_and_keeps_their_input(
+    people: tuple[Person, Person], articles: list[Article]
+) -> None:
+    alice, bob = people
+    url = f"/admin/demo/article/{articles[0].pk}/change/"
+    alice.page.goto(url)
+    bob.page.goto(url)
+    assert alice.page.inner_text(".concurrency-version") == "1"
+    alice.page.fill("#id_title", "Alice's title")
+    bob.page.fill("#id_title", "Bob's title")
+    bob.page.fill("#id_body", "Bob typed a long paragraph here.")
+
+    alice.submit("input[name=_save]")
+    assert any("was changed successfully" in m for m in alice.messages())
+
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector(".errornote")
+    assert "Someone else changed this record" in bob.page.inner_text(".errorlist.nonfield")
+    assert bob.page.input_value("#id_title") == "Bob's title"
+    assert bob.page.input_value("#id_body") == "Bob typed a long paragraph here."
+    assert not any("successfully" in m for m in bob.messages())
+    articles[0].refresh_from_db()
+    assert (articles[0].title, articles[0].version) == ("Alice's title", 2)
+
+
+def test_list_editable_saves_the_others_and_names_the_conflict(
+    people: tuple[Person, Person], articles: list[Article]
+) -> None:
+    alice, bob = people
+    alice.page.goto("/admin/demo/article/")
+    bob.page.goto("/admin/demo/article/")
+    alice.page.fill("#id_form-0-title", "Alice row 0")
+    alice.submit("input[name=_save]")
+    assert "1 article was changed successfully." in alice.messages()
+
+    bob.page.select_option("#id_form-0-status", "published")
+    bob.page.fill("#id_form-1-title", "Bob row 1")
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector("ul.messagelist")
+    messages = bob.messages()
+    assert "1 article was changed successfully." in messages
+    assert any("“Alice row 0”" in m and "Status: Published" in m for m in messages)
+    # The conflicting row is shown again with its current values.
+    assert bob.page.input_value("#id_form-0-title") == "Alice row 0"
+    assert bob.page.input_value("#id_form-0-status") == "draft"
+    assert bob.page.input_value("#id_form-1-title") == "Bob row 1"
+    first, second = Article.objects.filter(pk__in=[articles[0].pk, articles[1].pk])
+    assert (first.title, first.status, second.title) == ("Alice row 0", "draft", "Bob row 1")
+
+
+def test_list_editable_abort_all_keeps_the_input(
+    people: tuple[Person, Person], articles: list[Article], settings: Any
+) -> None:
+    from concurrency.conf import LIST_EDITABLE_POLICY_ABORT_ALL
+
+    settings.CONCURRENCY_POLICY = LIST_EDITABLE_POLICY_ABORT_ALL
+    alice, bob = people
+    alice.page.goto("/admin/demo/article/")
+    bob.page.goto("/admin/demo/article/")
+    alice.page.fill("#id_form-0-title", "Alice row 0")
+    alice.submit("input[name=_save]")
+    bob.page.fill("#id_form-0-title", "Bob row 0")
+    bob.page.fill("#id_form-1-title", "Bob row 1")
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector(".errornote")
+    assert any("nothing was saved" in m for m in bob.messages())
+    assert bob.page.input_value("#id_form-0-title") == "Bob row 0"
+    assert bob.page.input_value("#id_form-1-title") == "Bob row 1"
+    assert list(Article.objects.values_list("title", flat=True)) == ["Alice row 0", "Row 1", "Row 2"]
+
+
+def test_stale_action_is_not_run(people: tuple[Person, Person], articles: list[Article]) -> None:
+    alice, bob = people
+    alice.page.goto("/admin/demo/article/")
+    bob.page.goto(f"/admin/demo/article/{articles[1].pk}/change/")
+    bob.page.fill("#id_title", "Bob renamed it")
+    bob.submit("input[name=_save]")
+
+    alice.page.check(f"input.action-select[value='{articles[0].pk},1']")
+    alice.page.check(f"input.action-select[value='{articles[1].pk},1']")
+    alice.page.select_option("select[name=action]", "publish")
+    alice.submit("button[name=index]")
+    alice.page.wait_for_selector("ul.messagelist")
+    [message] = alice.messages()
+    assert "“Bob renamed it”" in message and "not run" in message
+    assert not Article.objects.filter(status="published").exists()
+
+    alice.page.check(f"input.action-select[value='{articles[2].pk},1']")
+    alice.page.select_option("select[name=action]", "publish")
+    alice.submit("button[name=index]")
+    assert "1 article(s) published." in alice.messages()
+    assert list(Article.objects.filter(status="published").values_list("pk", flat=True)) == [articles[2].pk]
+
+
+def test_delete_selected_is_checked_at_confirmation(people: tuple[Person, Person], articles: list[Article]) -> None:
+    alice, bob = people
+    alice.page.goto("/admin/demo/article/")
+    alice.page.check(f"input.action-select[value='{articles[0].pk},1']")
+    alice.page.check(f"input.action-select[value='{articles[1].pk},1']")
+    alice.page.select_option("select[name=action]", "delete_selected")
+    alice.submit("button[name=index]")
+    alice.page.wait_for_selector("text=Are you sure you want to delete the selected articles?")
+    assert alice.page.is_visible("text=No, take me back")
+
+    bob.page.goto(f"/admin/demo/article/{articles[0].pk}/change/")
+    bob.page.fill("#id_title", "Bob still needs this")
+    bob.submit("input[name=_save]")
+
+    alice.submit("input[type=submit][value*='sure']")
+    alice.page.wait_for_selector("ul.messagelist")
+    assert any("“Bob still needs this”" in m for m in alice.messages())
+    assert Article.objects.count() == 3
+
+    # Starting again from the current list deletes exactly the selection.
+    alice.page.check(f"input.action-select[value='{articles[0].pk},2']")
+    alice.page.check(f"input.action-select[value='{articles[1].pk},1']")
+    alice.page.select_option("select[name=action]", "delete_selected")
+    alice.submit("button[name=index]")
+    alice.submit("input[type=submit][value*='sure']")
+    assert any("Successfully deleted 2 articles" in m for m in alice.messages())
+    assert list(Article.objects.values_list("pk", flat=True)) == [articles[2].pk]
+
+
+def test_inline_conflict_keeps_the_input(people: tuple[Person, Person]) -> None:
+    from tests.demo.models import Category, Item
+
+    category = Category.objects.create(name="Tools")
+    Item.objects.create(category=category, name="hammer")
+    alice, bob = people
+    url = f"/admin/demo/category/{category.pk}/change/"
+    alice.page.goto(url)
+    bob.page.goto(url)
+    alice.page.fill("#id_items-0-name", "Alice's hammer")
+    alice.submit("input[name=_save]")
+    bob.page.fill("#id_name", "Bob's tools")
+    bob.page.fill("#id_items-0-name", "Bob's hammer")
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector(".errornote")
+    # Saving the inline saved the category too, so Bob's whole form is stale.
+    assert "Someone else changed this record" in bob.page.inner_text(".errorlist.nonfield")
+    assert bob.page.input_value("#id_name") == "Bob's tools"
+    assert bob.page.input_value("#id_items-0-name") == "Bob's hammer"
+    category.refresh_from_db()
+    assert (category.name, category.items.get().name) == ("Tools", "Alice's hammer")
+
