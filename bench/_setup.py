@@ -39,8 +39,11 @@ DATABASES = {
 }
 
 
-def setup(db: str, apps: list[str]) -> None:
-    """Create the bench database (dropping an old one) and configure Django on it."""
+def setup(db: str, apps: list[str], **overrides: object) -> None:
+    """Create the bench database (dropping an old one) and configure Django on it.
+
+    ``overrides`` are further settings (middleware, templates, URLs for the admin bench).
+    """
     import django
     from django.conf import settings
 
@@ -69,6 +72,7 @@ def setup(db: str, apps: list[str]) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
         SECRET_KEY="bench",
+        **overrides,
     )
     django.setup()
 

@@ -6,7 +6,7 @@ Each part is a thin adapter over the compare-and-swap of :mod:`concurrency.core`
   a save refused by the database (a change that landed after ``clean()``) is
   rolled back and the form shown again with an error and the user's input;
 * action checkboxes carry ``pk,version``; one query compares the selection with
-  the database before the action runs, in the same transaction;
+  the database before the action runs;
 * ``list_editable`` rows carry a signed version next to their hidden primary key;
   the rows the changelist already loads are compared with it, so the check adds
   no query, and a refused UPDATE re-runs the request against the new state.
@@ -23,7 +23,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, model_ngettext
 from django.core import checks
 from django.core.exceptions import ValidationError
-from django.db import connections, models, router, transaction
+from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 from django.utils.text import capfirst
@@ -83,9 +83,9 @@ class ConcurrencyActionMixin:
 
     The action checkboxes are valued ``"<pk>,<version>"``. Before the action
     runs, one query reads the selected rows' versions (locking them ``FOR
-    UPDATE`` where the database can); if any row changed or disappeared, the
-    action is not run and a message names the rows. The check and the action
-    share one transaction, so nothing changes in between.
+    UPDATE`` inside a transaction, e.g. with ``ATOMIC_REQUESTS``); if any row
+    changed or disappeared, the action is not run and a message names the
+    rows. Saves the action makes are version-checked as always.
 
     With *select across* ("Select all N"), the rows on the page are checked;
     rows on other pages were never shown and are not. Set
@@ -111,10 +111,9 @@ class ConcurrencyActionMixin:
 
     def action_checkbox(self, obj: models.Model) -> str:
         """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
-        html: str = super().action_checkbox(obj)  # type: ignore[misc]
         field = _version_field(type(obj))
         if field is None or not self.check_concurrent_action:
-            return html
+            return super().action_checkbox(obj)  # type: ignore[misc,no-any-return]
         checkbox = forms.CheckboxInput(
             {
                 "class": "action-select",
@@ -140,20 +139,18 @@ class ConcurrencyActionMixin:
         if selection is None:
             return None
         using = router.db_for_write(queryset.model)
-        # No savepoint of its own: an action that fails fails the request anyway.
-        with transaction.atomic(using=using, savepoint=False):
-            if self.check_concurrent_action and not self._selection_is_current(
-                request, queryset, field, selection, using
-            ):
-                return None
-            original = request.POST
-            stripped = request.POST.copy()
-            stripped.setlist(helpers.ACTION_CHECKBOX_NAME, list(dict.fromkeys(pk for pk, _v in selection)))
-            request.POST = stripped  # type: ignore[misc]
-            try:
-                return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
-            finally:
-                request.POST = original  # type: ignore[misc]
+        if self.check_concurrent_action and not self._selection_is_current(
+            request, queryset, field, selection, using
+        ):
+            return None
+        original = request.POST
+        stripped = request.POST.copy()
+        stripped.setlist(helpers.ACTION_CHECKBOX_NAME, list(dict.fromkeys(pk for pk, _v in selection)))
+        request.POST = stripped  # type: ignore[misc]
+        try:
+            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            request.POST = original  # type: ignore[misc]
 
     def _parse_selection(
         self, request: HttpRequest, model: type[models.Model], values: list[str]
@@ -204,8 +201,10 @@ class ConcurrencyActionMixin:
         # Any change bumps the version, so the rows are read by pk alone (not
         # through the changelist's filters, which may join or use DISTINCT).
         rows = model._base_manager.using(using).filter(pk__in=list(wanted)).order_by().values_list("pk", field.attname)
-        if connections[using].features.has_select_for_update:
-            # Hold the rows until the action is done: nothing changes between check and action.
+        connection = connections[using]
+        if connection.in_atomic_block and connection.features.has_select_for_update:
+            # In a transaction (ATOMIC_REQUESTS, or the caller's): hold the rows
+            # until the action is done, so nothing changes between check and action.
             rows = rows.select_for_update()
         current = dict(rows)
         stale = [pk for pk, versions in wanted.items() if pk not in current or versions != {current[pk]}]
