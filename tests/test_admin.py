@@ -250,7 +250,12 @@ def test_delete_selected_confirmation_matches_django_and_posts_versions(
     page = admin_client.post(changelist_url(Article), action_data(None, selected, "delete_selected"))
     assert page.status_code == 200
     html = page.content.decode()
-    for text in ("Are you sure you want to delete the selected articles?", "No, take me back", "Summary", "Objects"):
+    for text in (
+        "Are you sure you want to delete the selected articles?",
+        "No, take me back",
+        "Summary",
+        "Objects",
+    ):
         assert text in html
     assert "admin/js/cancel.js" in html and "delete-selected-confirmation" in html
     data = form_data(html, None)
@@ -308,7 +313,9 @@ def test_rows_carry_signed_versions(admin_client: Any, articles: list[Article]) 
     data = changelist_data(admin_client)
     for index, article in enumerate(articles):
         assert data[f"form-{index}-id"] == str(article.pk)
-        assert data[f"form-{index}-_concurrency_version"] == sign_version(Article, article.pk, article.version)
+        assert data[f"form-{index}-_concurrency_version"] == sign_version(
+            Article, article.pk, article.version
+        )
 
 
 def test_list_editable_saves_with_versions(admin_client: Any, articles: list[Article]) -> None:
@@ -359,7 +366,9 @@ def test_rows_changed_by_others_are_never_overwritten_with_stale_values(
 
 
 @override_settings(CONCURRENCY_POLICY=LIST_EDITABLE_POLICY_ABORT_ALL)
-def test_abort_all_policy_saves_nothing_and_keeps_the_input(admin_client: Any, articles: list[Article]) -> None:
+def test_abort_all_policy_saves_nothing_and_keeps_the_input(
+    admin_client: Any, articles: list[Article]
+) -> None:
     data = changelist_data(admin_client, **{"form-0": {"status": "published"}, "form-1": {"title": "Mine"}})
     bump(articles[0], title="Theirs")
     response = admin_client.post(changelist_url(Article), data)
@@ -375,7 +384,9 @@ def test_abort_all_policy_saves_nothing_and_keeps_the_input(admin_client: Any, a
 def test_policy_is_read_per_request(admin_client: Any, articles: list[Article]) -> None:
     for policy, saved in ((LIST_EDITABLE_POLICY_ABORT_ALL, False), (LIST_EDITABLE_POLICY_SILENT, True)):
         Article.objects.filter(pk=articles[1].pk).update(title="Row 001")
-        data = changelist_data(admin_client, **{"form-0": {"status": "published"}, "form-1": {"title": "Mine"}})
+        data = changelist_data(
+            admin_client, **{"form-0": {"status": "published"}, "form-1": {"title": "Mine"}}
+        )
         bump(articles[0])
         with override_settings(CONCURRENCY_POLICY=policy):
             admin_client.post(changelist_url(Article), data)
@@ -468,11 +479,22 @@ def test_list_editable_adds_at_most_two_queries_for_100_rows(admin_client: Any) 
 
 
 def test_non_versioned_models_work_as_usual(admin_client: Any) -> None:
-    from tests.demo.models import PlainCounter
-
     from concurrency.admin import ConcurrentModelAdmin
+    from tests.demo.models import PlainCounter
 
     site = admin.AdminSite(name="plain_model")
     model_admin = ConcurrentModelAdmin(PlainCounter, site)
     counter = PlainCounter.objects.create(name="c")
     assert f'value="{counter.pk}"' in model_admin.action_checkbox(counter)
+
+
+def test_view_only_user_gets_the_read_only_page(client: Any, article: Article) -> None:
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_article"))
+    client.force_login(user)
+    response = client.get(change_url(article))
+    assert response.status_code == 200
+    assert "Original" in response.content.decode()
+    assert client.post(change_url(article), {"title": "Nope"}).status_code == 403

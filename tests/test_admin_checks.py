@@ -13,7 +13,9 @@ from tests.demo.models import Article, PlainCounter
 
 def ids(admin_class: type[admin.ModelAdmin], model: Any = Article) -> list[str]:
     site = admin.AdminSite(name="checks")
-    return [message.id for message in admin_class(model, site).check() if message.id.startswith("concurrency")]
+    return [
+        message.id for message in admin_class(model, site).check() if message.id.startswith("concurrency")
+    ]
 
 
 class Default(ConcurrentModelAdmin):

@@ -190,7 +190,9 @@ def test_stale_action_is_not_run(people: tuple[Person, Person], articles: list[A
     assert list(Article.objects.filter(status="published").values_list("pk", flat=True)) == [articles[2].pk]
 
 
-def test_delete_selected_is_checked_at_confirmation(people: tuple[Person, Person], articles: list[Article]) -> None:
+def test_delete_selected_is_checked_at_confirmation(
+    people: tuple[Person, Person], articles: list[Article]
+) -> None:
     alice, bob = people
     alice.page.goto("/admin/demo/article/")
     alice.page.check(f"input.action-select[value='{articles[0].pk},1']")
@@ -240,4 +242,3 @@ def test_inline_conflict_keeps_the_input(people: tuple[Person, Person]) -> None:
     assert bob.page.input_value("#id_items-0-name") == "Bob's hammer"
     category.refresh_from_db()
     assert (category.name, category.items.get().name) == ("Tools", "Alice's hammer")
-

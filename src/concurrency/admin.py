@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -102,14 +103,14 @@ class ConcurrencyActionMixin:
         return "concurrency/delete_selected_confirmation_52.html"
 
     @property
-    def delete_selected_confirmation_template(self) -> str:  # type: ignore[override]
+    def delete_selected_confirmation_template(self) -> str:
         """Post ``pk,version`` from the confirmation page, so the deletion is checked too."""
         return self.get_confirmation_template()
 
     def _checks_actions(self) -> bool:
         return self.check_concurrent_action and _version_field(self.model) is not None  # type: ignore[attr-defined]
 
-    def action_checkbox(self, obj: models.Model) -> str:
+    def action_checkbox(self, obj: Any) -> SafeString:
         """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
         field = _version_field(type(obj))
         if field is None or not self.check_concurrent_action:
@@ -146,7 +147,7 @@ class ConcurrencyActionMixin:
         original = request.POST
         stripped = request.POST.copy()
         stripped.setlist(helpers.ACTION_CHECKBOX_NAME, list(dict.fromkeys(pk for pk, _v in selection)))
-        request.POST = stripped  # type: ignore[misc]
+        request.POST = stripped  # type: ignore[misc,assignment]
         try:
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
         finally:
@@ -200,7 +201,12 @@ class ConcurrencyActionMixin:
             wanted.setdefault(to_python(pk), set()).add(version)
         # Any change bumps the version, so the rows are read by pk alone (not
         # through the changelist's filters, which may join or use DISTINCT).
-        rows = model._base_manager.using(using).filter(pk__in=list(wanted)).order_by().values_list("pk", field.attname)
+        rows = (
+            model._base_manager.using(using)
+            .filter(pk__in=list(wanted))
+            .order_by()
+            .values_list("pk", field.attname)
+        )
         connection = connections[using]
         if connection.in_atomic_block and connection.features.has_select_for_update:
             # In a transaction (ATOMIC_REQUESTS, or the caller's): hold the rows
@@ -210,7 +216,9 @@ class ConcurrencyActionMixin:
         stale = [pk for pk, versions in wanted.items() if pk not in current or versions != {current[pk]}]
         if not stale:
             return True
-        found = {obj.pk: obj for obj in model._base_manager.using(using).filter(pk__in=stale[: _NAMED_ROWS + 1])}
+        found = {
+            obj.pk: obj for obj in model._base_manager.using(using).filter(pk__in=stale[: _NAMED_ROWS + 1])
+        }
         named = [found.get(pk, f"{model._meta.pk.name}={pk}") for pk in stale]
         self.message_user(  # type: ignore[attr-defined]
             request,
@@ -239,7 +247,7 @@ class _RowVersionInput(forms.HiddenInput):
         self.version_name = version_name
         self.version_value = version_value
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         html = super().render(name, value, attrs, renderer)
         return format_html(
             '{}<input type="hidden" name="{}" value="{}">', html, self.version_name, self.version_value
@@ -262,7 +270,9 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
     concurrency_admin: ConcurrencyListEditableMixin
     concurrency_request: HttpRequest
 
-    def add_fields(self, form: forms.BaseForm, index: Any) -> None:
+    model: type[models.Model]
+
+    def add_fields(self, form: forms.ModelForm, index: Any) -> None:
         super().add_fields(form, index)
         instance = getattr(form, "instance", None)
         field = _version_field(self.model)
@@ -274,7 +284,9 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
             # Shown again after an error: keep the version the user started from.
             value = str(self.data.get(name, ""))
         else:
-            value = sign_version(self.model._meta.concrete_model, instance.pk, getattr(instance, field.attname))
+            value = sign_version(
+                self.model._meta.concrete_model, instance.pk, getattr(instance, field.attname)
+            )
         pk_field.widget = _RowVersionInput(name, value, pk_field.widget.attrs)
 
     def clean(self) -> None:
@@ -284,19 +296,21 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
             return
         request = self.concurrency_request
         policy = self.concurrency_admin.get_list_editable_policy(request)
-        conflicts: list[forms.BaseForm] = []
+        conflicts: list[forms.ModelForm] = []
         for form in self.initial_forms:
             instance = form.instance
             if instance._state.adding or form.errors or not form.has_changed():
                 continue
             try:
                 version = unsign_version(
-                    self.model._meta.concrete_model, instance.pk, self.data.get(form.add_prefix(ROW_VERSION_KEY))
+                    self.model._meta.concrete_model,
+                    instance.pk,
+                    self.data.get(form.add_prefix(ROW_VERSION_KEY)),
                 )
             except ValueError:
                 form.add_error(
                     None,
-                    _("The version of this row is missing or not valid. Reload the page and edit the row again."),
+                    _("The version of this row is missing or not valid. Reload the page and edit it again."),
                 )
                 continue
             if not is_checked(instance):
@@ -323,7 +337,7 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
         request._concurrency_list_policy = policy  # type: ignore[attr-defined]
 
 
-def _attempted(form: forms.BaseForm) -> str:
+def _attempted(form: forms.ModelForm) -> str:
     """Describe what the user typed into a row that was not saved."""
     parts = []
     for name in form.changed_data:
@@ -373,7 +387,7 @@ class ConcurrencyListEditableMixin:
             return self.list_editable_policy
         return int(conf.POLICY)
 
-    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.BaseModelForm]:
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
         if _version_field(self.model) is not None:  # type: ignore[attr-defined]
             base = kwargs.get("form") or forms.ModelForm
             if not issubclass(base, _ChangelistRowForm):
@@ -394,7 +408,9 @@ class ConcurrencyListEditableMixin:
         formset.concurrency_request = request
         return formset
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         saving = (
             request.method == "POST"
             and "_save" in request.POST
@@ -428,7 +444,9 @@ class ConcurrencyListEditableMixin:
         # One query, only when there are conflicts: name the rows as they are now.
         model = self.model  # type: ignore[attr-defined]
         current = model._base_manager.in_bulk([pk for pk, _a in conflicts[:_NAMED_ROWS]])
-        conflicts = [(current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts]
+        conflicts = [
+            (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
+        ]
         if policy == LIST_EDITABLE_POLICY_ABORT_ALL:
             self.message_user(  # type: ignore[attr-defined]
                 request,
@@ -477,9 +495,9 @@ class _RefusedForm(forms.BaseForm):
 
     concurrency_refused: RecordModifiedError
 
-    def clean(self) -> dict[str, Any]:
-        cleaned_data: dict[str, Any] = super().clean()  # type: ignore[misc]
-        if not self._errors:
+    def clean(self) -> dict[str, Any] | None:
+        cleaned_data = super().clean()
+        if not self.errors:
             self.add_error(None, _refused_message(self.concurrency_refused))
         return cleaned_data
 
@@ -497,7 +515,9 @@ def _refused_message(error: RecordModifiedError) -> str:
     }
 
 
-class ConcurrentModelAdmin(ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin):
+class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
+    ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
+):
     """A ``ModelAdmin`` for versioned models: change form, inlines, actions and list_editable.
 
     If you set ``fields`` or ``fieldsets``, include the version field (system
@@ -597,7 +617,9 @@ class ConcurrentModelAdmin(ConcurrencyActionMixin, ConcurrencyListEditableMixin,
                 # A get_fieldsets() that needs a real request cannot be checked
                 # here; ConcurrentForm refuses to work without the field.
                 return None
-            source = "fieldsets" if type(self).get_fieldsets is not admin.ModelAdmin.get_fieldsets else "fields"
+            source = (
+                "fieldsets" if type(self).get_fieldsets is not admin.ModelAdmin.get_fieldsets else "fields"
+            )
             return source, declared
         if self.fieldsets:
             return "fieldsets", self.fieldsets
