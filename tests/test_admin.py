@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from concurrency.admin import _ChangelistFormSet
+from concurrency.compat import DJANGO_61
 from concurrency.conf import LIST_EDITABLE_POLICY_ABORT_ALL, LIST_EDITABLE_POLICY_SILENT
 from concurrency.forms import ConcurrentForm
 from concurrency.signing import sign_version
@@ -498,3 +499,29 @@ def test_view_only_user_gets_the_read_only_page(client: Any, article: Article) -
     assert response.status_code == 200
     assert "Original" in response.content.decode()
     assert client.post(change_url(article), {"title": "Nope"}).status_code == 403
+
+
+@pytest.mark.skipif(not DJANGO_61, reason="change-form actions are new in Django 6.1")
+def test_change_form_actions_of_django_61_run(admin_client: Any, article: Article) -> None:
+    from django.contrib.admin.options import ActionLocation
+
+    model_admin = admin.site._registry[Article]
+
+    @admin.action(description="Archive", location=[ActionLocation.CHANGE_FORM])
+    def archive(modeladmin: Any, request: Any, queryset: Any) -> None:
+        for obj in queryset:
+            obj.status = "review"
+            obj.save()
+
+    original = model_admin.actions
+    model_admin.actions = [*original, archive]
+    try:
+        page = admin_client.get(change_url(article))
+        assert "Archive" in page.content.decode()
+        data = {"CHANGE_FORM-action": "archive", helpers.ACTION_CHECKBOX_NAME: str(article.pk)}
+        response = admin_client.post(change_url(article), data)
+    finally:
+        model_admin.actions = original
+    assert response.status_code == 302
+    article.refresh_from_db()
+    assert (article.status, article.version) == ("review", 2)
