@@ -525,3 +525,17 @@ def test_change_form_actions_of_django_61_run(admin_client: Any, article: Articl
     assert response.status_code == 302
     article.refresh_from_db()
     assert (article.status, article.version) == ("review", 2)
+
+
+def test_string_pks_with_commas_are_read_from_the_right() -> None:
+    from django.test import RequestFactory
+
+    from concurrency.admin import ConcurrentModelAdmin
+    from tests.demo.models import ExplicitPk
+
+    model_admin = ConcurrentModelAdmin(ExplicitPk, admin.AdminSite(name="explicit"))
+    request = RequestFactory().post("/")
+    assert model_admin._parse_selection(request, ExplicitPk, ["a,b,3", "plain,12"]) == [
+        ("a,b", 3),
+        ("plain", 12),
+    ]

@@ -38,6 +38,7 @@ from .exceptions import RecordModifiedError
 from .fields import VersionField
 from .forms import ConcurrentForm, VersionWidget
 from .signing import sign_version, unsign_version
+from .templatetags.concurrency import identity
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -103,12 +104,9 @@ class ConcurrencyActionMixin:
         return "concurrency/delete_selected_confirmation_52.html"
 
     @property
-    def delete_selected_confirmation_template(self) -> str:
+    def delete_selected_confirmation_template(self) -> str | None:
         """Post ``pk,version`` from the confirmation page, so the deletion is checked too."""
-        return self.get_confirmation_template()
-
-    def _checks_actions(self) -> bool:
-        return self.check_concurrent_action and _version_field(self.model) is not None  # type: ignore[attr-defined]
+        return self.get_confirmation_template() if self.check_concurrent_action else None
 
     def action_checkbox(self, obj: Any) -> SafeString:
         """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
@@ -122,7 +120,7 @@ class ConcurrencyActionMixin:
             },
             lambda value: False,
         )
-        return checkbox.render(helpers.ACTION_CHECKBOX_NAME, f"{obj.pk},{getattr(obj, field.attname)}")
+        return checkbox.render(helpers.ACTION_CHECKBOX_NAME, identity(obj))
 
     def response_action(
         self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any
@@ -134,15 +132,13 @@ class ConcurrencyActionMixin:
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
         field = _version_field(queryset.model)
         values = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
-        if field is None or not values:
+        if field is None or not values or not self.check_concurrent_action:
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
         selection = self._parse_selection(request, queryset.model, values)
         if selection is None:
             return None
         using = router.db_for_write(queryset.model)
-        if self.check_concurrent_action and not self._selection_is_current(
-            request, queryset, field, selection, using
-        ):
+        if not self._selection_is_current(request, queryset, field, selection, using):
             return None
         original = request.POST
         stripped = request.POST.copy()
@@ -155,21 +151,17 @@ class ConcurrencyActionMixin:
 
     def _parse_selection(
         self, request: HttpRequest, model: type[models.Model], values: list[str]
-    ) -> list[tuple[str, int | None]] | None:
+    ) -> list[tuple[str, int]] | None:
         """Split ``"<pk>,<version>"`` values; report a malformed one and return ``None``."""
-        selection: list[tuple[str, int | None]] = []
+        selection: list[tuple[str, int]] = []
         to_python = model._meta.pk.to_python
         for value in values:
+            # The version is the last part: a string pk may contain commas.
             pk, sep, version = value.rpartition(",")
             try:
-                if not sep:
-                    if self.check_concurrent_action:
-                        raise ValueError(value)
-                    pk, parsed = value, None
-                else:
-                    parsed = int(version)
-                if not pk:
+                if not sep or not pk:
                     raise ValueError(value)
+                parsed = int(version)
                 to_python(pk)
             except (ValueError, ValidationError):
                 self.message_user(  # type: ignore[attr-defined]
@@ -190,13 +182,13 @@ class ConcurrencyActionMixin:
         request: HttpRequest,
         queryset: QuerySet,
         field: VersionField,
-        selection: list[tuple[str, int | None]],
+        selection: list[tuple[str, int]],
         using: str,
     ) -> bool:
         """Compare the selection with the database in one query; report stale rows."""
         model = queryset.model
         to_python = model._meta.pk.to_python
-        wanted: dict[Any, set[int | None]] = {}
+        wanted: dict[Any, set[int]] = {}
         for pk, version in selection:
             wanted.setdefault(to_python(pk), set()).add(version)
         # Any change bumps the version, so the rows are read by pk alone (not
