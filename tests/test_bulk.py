@@ -13,11 +13,14 @@ from concurrency.exceptions import BulkUpdateConflictError, RecordModifiedError
 from concurrency.managers import VersionedQuerySet
 from tests.demo.models import (
     Category,
+    CheckFieldsArticle,
     Child,
+    ConditionalArticle,
     NoIncrement,
     PlainCounter,
     StampedStock,
     Stock,
+    TriggerRow,
     UUIDStock,
 )
 
@@ -285,3 +288,51 @@ class AsyncBulkTests(TransactionTestCase):
         assert [s.version async for s in Stock.objects.order_by("pk")] == [2, 2]
         with pytest.raises(BulkUpdateConflictError):
             await Stock.objects.abulk_update(stocks, ["quantity"])
+
+
+class DatabaseVersionTests(TestCase):
+    """Versions decided in the database (TriggerVersionField, ConditionalVersionField)."""
+
+    def test_trigger_version_bulk_update_checks_and_reads_versions_back(self) -> None:
+        TriggerRow.objects.bulk_create([TriggerRow(name=f"r{i}") for i in range(3)])
+        rows = list(TriggerRow.objects.order_by("pk"))
+        for row in rows:
+            row.count = 5
+        assert VersionedQuerySet(TriggerRow).bulk_update(rows, ["count"]) == 3
+        stored = list(TriggerRow.objects.order_by("pk").values_list("count", "version"))
+        assert stored == [(5, 2)] * 3
+        assert [r.version for r in rows] == [2, 2, 2]
+        TriggerRow.objects.filter(pk=rows[1].pk).update(count=9)  # the trigger bumps it
+        with pytest.raises(BulkUpdateConflictError) as info:
+            VersionedQuerySet(TriggerRow).bulk_update(rows, ["count"])
+        assert [(c.instance, c.version, c.db_version) for c in info.value.conflicts] == [(rows[1], 2, 3)]
+
+    def test_trigger_version_update_bumps_once(self) -> None:
+        TriggerRow.objects.create(name="r")
+        VersionedQuerySet(TriggerRow).update(count=1)
+        assert TriggerRow.objects.values_list("count", "version").get() == (1, 2)
+
+    def test_conditional_version_bumps_only_rows_whose_checked_fields_change(self) -> None:
+        ConditionalArticle.objects.bulk_create([ConditionalArticle(title=f"t{i}") for i in range(3)])
+        rows = list(ConditionalArticle.objects.order_by("pk"))
+        rows[0].title = "changed"
+        assert VersionedQuerySet(ConditionalArticle).bulk_update(rows, ["title"]) == 3
+        assert list(ConditionalArticle.objects.order_by("pk").values_list("title", "version")) == [
+            ("changed", 2),
+            ("t1", 1),
+            ("t2", 1),
+        ]
+        assert [r.version for r in rows] == [2, 1, 1]
+        # Unchanged rows are still checked against their version.
+        ConditionalArticle.objects.filter(pk=rows[2].pk).update(version=7)
+        stale = VersionedQuerySet(ConditionalArticle).bulk_update(rows, ["title"], on_conflict="skip")
+        assert stale == [rows[2]]
+
+    def test_conditional_version_update_bumps_when_a_checked_field_changes(self) -> None:
+        CheckFieldsArticle.objects.create(title="a", notes="n")
+        qs = VersionedQuerySet(CheckFieldsArticle)
+        qs.update(notes="other")  # not checked: no bump
+        qs.update(title="a")  # checked, but the same value: no bump
+        assert CheckFieldsArticle.objects.values_list("notes", "version").get() == ("other", 1)
+        qs.update(title="b", notes="x")
+        assert CheckFieldsArticle.objects.values_list("title", "version").get() == ("b", 2)
