@@ -11,6 +11,7 @@ from django.db import models
 
 from . import core
 from .exceptions import RecordModifiedError
+from .retry import retry_on_conflict
 
 __all__ = [
     "RecordModifiedError",
@@ -21,6 +22,7 @@ __all__ = [
     "get_version",
     "get_version_fieldname",
     "is_changed",
+    "retry_on_conflict",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])

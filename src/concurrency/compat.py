@@ -15,4 +15,11 @@ else:
         """Stand-in for Django 6.0's ``ObjectNotUpdated`` on Django 5.2."""
 
 
-__all__ = ["DJANGO_60", "DJANGO_61", "ObjectNotUpdated"]
+# Django 6.1 renamed transaction.savepoint() (the old name warns until 7.0).
+if DJANGO_61:
+    from django.db.transaction import savepoint_create
+else:
+    from django.db.transaction import savepoint as savepoint_create
+
+
+__all__ = ["DJANGO_60", "DJANGO_61", "ObjectNotUpdated", "savepoint_create"]

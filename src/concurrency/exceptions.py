@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from .compat import ObjectNotUpdated
 
 __all__ = [
+    "BulkUpdateConflictError",
     "InconsistencyError",
     "RecordDeletedError",
     "RecordModifiedError",
@@ -57,6 +58,27 @@ class RecordDeletedError(RecordModifiedError, ObjectNotUpdated):
     """
 
     default_message = _("Record has been deleted")
+
+
+class BulkUpdateConflictError(RecordModifiedError):
+    """A versioned ``bulk_update()`` found stale rows and wrote nothing.
+
+    ``conflicts`` lists every refused row as ``(instance, version,
+    db_version, deleted)``, across all batches; ``objects`` lists just the
+    stale instances, in the order they were passed. ``target`` is ``None``:
+    no single instance was refused.
+    """
+
+    default_message = _("Records have been modified")
+
+    def __init__(self, *args: Any, model: Any = None, conflicts: Any = ()) -> None:
+        super().__init__(*args)
+        self.model = model
+        self.conflicts = list(conflicts)
+        self.objects = [conflict.instance for conflict in self.conflicts]
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}: {', '.join(str(obj.pk) for obj in self.objects)}"
 
 
 class VersionError(SuspiciousOperation):

@@ -9,8 +9,9 @@ from django.apps import apps as global_apps
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Value
 from django.db.models.expressions import Expression
+from django.db.models.functions import Greatest
 from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
@@ -107,6 +108,14 @@ class VersionField(models.BigIntegerField):
         """
         return self.next_version(instance, old) if incremented else old
 
+    def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
+        """Return what a queryset ``update()`` writing ``values`` sets the version to, as SQL.
+
+        The set-based twin of ``update_version`` (``VersionedQuerySet.update()``
+        has no instances to ask); ``None`` leaves the version as it is.
+        """
+        return F(self.attname) + 1
+
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = getattr(model_instance, self.attname)
         if add:
@@ -139,6 +148,11 @@ class IntegerVersionField(VersionField):
 
     def next_version(self, instance: models.Model, old: Any) -> int:
         return max((old or 0) + 1, time.time_ns() // 1000)
+
+    def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
+        return Greatest(
+            F(self.attname) + 1, Value(time.time_ns() // 1000), output_field=models.BigIntegerField()
+        )
 
 
 class AutoIncVersionField(VersionField):
@@ -333,6 +347,11 @@ class ConditionalVersionField(AutoIncVersionField):
         checked = self.checked_fields(type(instance))
         pairs = [(field, value) for field, _model, value in values if field.name in checked]
         return _BumpIfChanged(self, pairs) if pairs else old
+
+    def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
+        checked = self.checked_fields(self.model)
+        pairs = [(field, value) for field, _model, value in values if field.name in checked]
+        return _BumpIfChanged(self, pairs) if pairs else None
 
 
 def _manage(model: Any, field: VersionField) -> None:

@@ -12,6 +12,7 @@ from concurrency.fields import (
     IntegerVersionField,
     TriggerVersionField,
 )
+from concurrency.managers import VersionedManager
 
 
 class Article(models.Model):
@@ -257,3 +258,48 @@ class Person(models.Model):
     name = models.CharField(max_length=30)
     friends = models.ManyToManyField("self", blank=True)
     version = ConditionalVersionField()
+
+
+# -- Beyond the reference: retry helper, versioned bulk operations, conflict signal --
+
+
+class Stock(models.Model):
+    """Bulk-updated by the tests and bench/bulk.py."""
+
+    name = models.CharField(max_length=30)
+    quantity = models.IntegerField(default=0)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL)
+    version = AutoIncVersionField()
+
+    objects = VersionedManager()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StampedStock(models.Model):
+    """Stock with a time-based version."""
+
+    name = models.CharField(max_length=30)
+    quantity = models.IntegerField(default=0)
+    version = IntegerVersionField()
+
+    objects = VersionedManager()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UUIDStock(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=30)
+    quantity = models.IntegerField(default=0)
+    version = AutoIncVersionField()
+
+    objects = VersionedManager()
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,207 @@
+"""Run read-modify-write code again when its versioned write is refused.
+
+A conflict means someone else wrote the row between our read and our write;
+the cure is to read it again and redo the change. ``retry_on_conflict`` does
+exactly that, with a savepoint per attempt so a refused attempt leaves no
+partial writes behind and does not break an enclosing ``atomic()`` block::
+
+    @retry_on_conflict(attempts=5)
+    def add_stock(pk, quantity):
+        item = Item.objects.get(pk=pk)
+        item.stock += quantity
+        item.save()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
+
+from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+
+__all__ = ["retry_on_conflict"]
+
+logger = logging.getLogger("concurrency")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class _Policy:
+    attempts: int
+    delay: float
+    max_delay: float
+    jitter: bool
+    refresh: bool
+    using: str | None
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            return self._wrap_async(func)  # type: ignore[return-value]
+        return self._wrap_sync(func)  # type: ignore[return-value]
+
+    def backoff(self, attempt: int) -> float:
+        """Return the pause after failed attempt number ``attempt`` (1-based)."""
+        cap = min(self.max_delay, self.delay * 2 ** (attempt - 1))
+        # "Full jitter": threads that collided once must not collide again in step.
+        return random.uniform(0, cap) if self.jitter else cap
+
+    def retries(self, error: RecordModifiedError, attempt: int) -> bool:
+        """Return whether to try again after ``error`` ended attempt ``attempt``."""
+        if attempt >= self.attempts:
+            return False
+        # A deleted row does not come back: another attempt cannot succeed.
+        if isinstance(error, RecordDeletedError):
+            return False
+        if isinstance(error, BulkUpdateConflictError) and any(c.deleted for c in error.conflicts):
+            return False
+        logger.debug(
+            "Retrying %s after a conflict (attempt %d of %d): %s",
+            getattr(error.model, "__name__", "write"),
+            attempt,
+            self.attempts,
+            error,
+        )
+        return True
+
+    def reload(self, error: RecordModifiedError) -> None:
+        """Refresh the stale instances the error names, so the next attempt starts current."""
+        if not self.refresh:
+            return
+        stale = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
+        for instance in stale:
+            if instance is None:
+                continue
+            try:
+                instance.refresh_from_db()
+            except ObjectDoesNotExist:
+                raise error from None
+
+    def attempt(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        with transaction.atomic(using=self.using):
+            return func(*args, **kwargs)
+
+    def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            attempt = 1
+            while True:
+                try:
+                    return self.attempt(func, args, kwargs)
+                except RecordModifiedError as error:
+                    if not self.retries(error, attempt):
+                        raise
+                    self.reload(error)
+                time.sleep(self.backoff(attempt))
+                attempt += 1
+
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            attempt = 1
+            while True:
+                try:
+                    return await sync_to_async(self.attempt)(func, args, kwargs)
+                except RecordModifiedError as error:
+                    if not self.retries(error, attempt):
+                        raise
+                    await sync_to_async(self.reload)(error)
+                await asyncio.sleep(self.backoff(attempt))
+                attempt += 1
+
+        wrapper.acall = acall  # type: ignore[attr-defined]
+        return wrapper
+
+    def _wrap_async(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            attempt = 1
+            while True:
+                try:
+                    return await func(*args, **kwargs)
+                except RecordModifiedError as error:
+                    if not self.retries(error, attempt):
+                        raise
+                    await sync_to_async(self.reload)(error)
+                await asyncio.sleep(self.backoff(attempt))
+                attempt += 1
+
+        return wrapper
+
+
+@overload
+def retry_on_conflict(
+    func: F,
+    /,
+    *,
+    attempts: int = ...,
+    delay: float = ...,
+    max_delay: float = ...,
+    jitter: bool = ...,
+    refresh: bool = ...,
+    using: str | None = ...,
+) -> F: ...
+
+
+@overload
+def retry_on_conflict(
+    func: None = ...,
+    /,
+    *,
+    attempts: int = ...,
+    delay: float = ...,
+    max_delay: float = ...,
+    jitter: bool = ...,
+    refresh: bool = ...,
+    using: str | None = ...,
+) -> Callable[[F], F]: ...
+
+
+def retry_on_conflict(
+    func: F | None = None,
+    /,
+    *,
+    attempts: int = 3,
+    delay: float = 0.01,
+    max_delay: float = 1.0,
+    jitter: bool = True,
+    refresh: bool = True,
+    using: str | None = None,
+) -> F | Callable[[F], F]:
+    """Call ``func`` again when it raises ``RecordModifiedError``, at most ``attempts`` times in all.
+
+    Use it as ``@retry_on_conflict``, ``@retry_on_conflict(attempts=5)`` or
+    ``retry_on_conflict(func, attempts=5)``; each returns ``func`` wrapped.
+
+    - Every attempt of a plain function runs in ``transaction.atomic(using=using)``:
+      a transaction of its own, or a savepoint inside an enclosing one.
+    - Before the next attempt the stale instances named by the error
+      (``error.target``, or each of a ``BulkUpdateConflictError``'s objects) are
+      refreshed from the database, unless ``refresh=False``, and the wrapper
+      sleeps for a random time up to ``delay * 2 ** (attempt - 1)`` seconds,
+      capped at ``max_delay`` (exactly that time if ``jitter=False``).
+    - The last conflict is re-raised once the attempts are used up. A deleted
+      row (``RecordDeletedError``) is re-raised at once: it cannot succeed.
+
+    From async code, ``await wrapped.acall(...)`` runs each attempt of a plain
+    function in ``sync_to_async`` and sleeps with ``asyncio.sleep``. An
+    ``async def`` function can be decorated too; its attempts are awaited as
+    they are, without a transaction, because Django has no async ``atomic()``.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1.")
+    if delay < 0 or max_delay < 0:
+        raise ValueError("delay and max_delay must not be negative.")
+    policy = _Policy(attempts, delay, max_delay, jitter, refresh, using)
+    if func is None:
+        return policy
+    return policy(func)

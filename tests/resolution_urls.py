@@ -1,0 +1,34 @@
+"""An admin site with conflict resolution, for tests/test_resolution.py."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.urls import path
+
+from concurrency.fields import VersionField
+from concurrency.resolution import ConflictResolutionMixin
+from tests.demo.models import Article, Stock
+
+site = admin.AdminSite(name="resolution")
+
+# A plain ModelAdmin would render the signed version with the admin's
+# <input type="number"> for big integers, which a browser blanks.
+HIDDEN_VERSION = {VersionField: {"widget": forms.HiddenInput}}
+
+
+class ArticleAdmin(ConflictResolutionMixin, admin.ModelAdmin):
+    fields = ["title", "body", "status", "version"]
+    formfield_overrides = HIDDEN_VERSION
+
+
+site.register(Article, ArticleAdmin)
+
+
+class StockAdmin(ConflictResolutionMixin, admin.ModelAdmin):
+    formfield_overrides = HIDDEN_VERSION
+
+
+site.register(Stock, StockAdmin)
+
+urlpatterns = [path("admin/", site.urls)]

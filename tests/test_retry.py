@@ -1,0 +1,346 @@
+"""retry_on_conflict: re-read, re-apply, one savepoint per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection, connections, transaction
+from django.test import TestCase, TransactionTestCase
+
+from concurrency import retry as retry_module
+from concurrency.api import retry_on_conflict
+from concurrency.exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+from concurrency.signals import conflict_detected
+from tests.demo.models import Category, Counter, Stock
+
+
+def _interfere(stock: Stock) -> None:
+    """Write the row behind the caller's back, as another request would."""
+    Stock.objects.filter(pk=stock.pk).update(name="someone else")
+
+
+@pytest.fixture(autouse=True)
+def _no_sleep(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Record the pauses instead of sleeping through them (race tests really sleep)."""
+    pauses: list[float] = []
+    if "race" not in request.node.name:
+        monkeypatch.setattr(retry_module.time, "sleep", pauses.append)
+    if request.instance is not None:
+        request.instance.pauses = pauses
+
+
+class RetryTests(TestCase):
+    pauses: list[float]
+
+    def test_reread_and_reapply_succeeds_after_a_conflict(self) -> None:
+        stock = Stock.objects.create(name="a")
+        calls = []
+
+        @retry_on_conflict
+        def add(pk: int, quantity: int) -> int:
+            item = Stock.objects.get(pk=pk)
+            calls.append(item.version)
+            if len(calls) == 1:
+                # Inside the attempt's savepoint, so undone with it: see RaceTests
+                # for writes by other connections.
+                _interfere(item)
+            item.quantity += quantity
+            item.save()
+            return item.quantity
+
+        assert add(stock.pk, 3) == 3
+        assert calls == [1, 1]
+        row = Stock.objects.get()
+        assert (row.quantity, row.version, row.name) == (3, 2, "a")
+        assert add.__name__ == "add"
+
+    def test_refreshes_the_stale_instance_it_was_given(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+
+        def add(item: Stock) -> None:
+            item.quantity += 2
+            item.save()
+
+        retry_on_conflict(add, attempts=2)(stock)
+        row = Stock.objects.get()
+        assert (row.quantity, row.version, row.name) == (2, 3, "someone else")
+        assert stock.version == 3
+
+    def test_without_refresh_a_stale_instance_exhausts_the_attempts(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+        calls = []
+
+        @retry_on_conflict(attempts=4, refresh=False)
+        def touch(item: Stock) -> None:
+            calls.append(1)
+            item.save()
+
+        with pytest.raises(RecordModifiedError) as info:
+            touch(stock)
+        assert len(calls) == 4
+        assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_last_conflict_is_reraised_when_exhausted(self) -> None:
+        Stock.objects.create(name="a")
+        errors: list[RecordModifiedError] = []
+
+        def always_stale() -> None:
+            item = Stock.objects.get()
+            _interfere(item)
+            try:
+                item.save()
+            except RecordModifiedError as exc:
+                errors.append(exc)
+                raise
+
+        with pytest.raises(RecordModifiedError) as info:
+            retry_on_conflict(always_stale, attempts=3)()
+        assert len(errors) == 3
+        assert info.value is errors[-1]
+        # Every attempt rolled back, including the interfering writes.
+        assert Stock.objects.get().version == 1
+
+    def test_deleted_row_is_not_retried(self) -> None:
+        stock = Stock.objects.create(name="a")
+        Stock.objects.filter(pk=stock.pk).delete()
+        calls = []
+
+        @retry_on_conflict(attempts=5)
+        def save() -> None:
+            calls.append(1)
+            stock.save()
+
+        with pytest.raises(RecordDeletedError):
+            save()
+        assert calls == [1]
+
+    def test_other_errors_are_not_retried(self) -> None:
+        calls = []
+
+        @retry_on_conflict(attempts=5)
+        def broken() -> None:
+            calls.append(1)
+            raise KeyError("x")
+
+        with pytest.raises(KeyError):
+            broken()
+        assert calls == [1]
+
+    def test_failed_attempt_is_rolled_back_inside_an_outer_atomic(self) -> None:
+        stock = Stock.objects.create(name="a")
+        attempts = []
+
+        @retry_on_conflict
+        def log_and_add() -> None:
+            attempts.append(1)
+            Category.objects.create(name=f"log {len(attempts)}")
+            item = Stock.objects.get(pk=stock.pk)
+            if len(attempts) == 1:
+                _interfere(item)
+            item.quantity += 1
+            item.save()
+
+        with transaction.atomic():
+            log_and_add()
+            Category.objects.create(name="after")
+        assert list(Category.objects.order_by("pk").values_list("name", flat=True)) == ["log 2", "after"]
+        assert Stock.objects.get().quantity == 1
+
+    def test_backoff_is_exponential_capped_and_jittered(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+
+        def stale() -> None:
+            stock.save()
+
+        with pytest.raises(RecordModifiedError):
+            retry_on_conflict(stale, attempts=5, delay=0.1, max_delay=0.3, jitter=False, refresh=False)()
+        assert self.pauses == pytest.approx([0.1, 0.2, 0.3, 0.3])
+        self.pauses.clear()
+        with pytest.raises(RecordModifiedError):
+            retry_on_conflict(stale, attempts=30, delay=0.1, max_delay=0.3, refresh=False)()
+        assert len(self.pauses) == 29
+        assert all(0 <= p <= 0.3 for p in self.pauses)
+        assert len(set(self.pauses)) > 1
+
+    def test_bulk_conflicts_are_refreshed_and_retried(self) -> None:
+        Stock.objects.bulk_create([Stock(name="a"), Stock(name="b")])
+        stocks = list(Stock.objects.all())
+        _interfere(stocks[1])
+
+        @retry_on_conflict
+        def restock(items: list[Stock]) -> int:
+            for item in items:
+                item.quantity = 10
+            return Stock.objects.bulk_update(items, ["quantity"])
+
+        assert restock(stocks) == 2
+        assert list(Stock.objects.values_list("quantity", "version", "name")) == [
+            (10, 2, "a"),
+            (10, 3, "someone else"),
+        ]
+
+    def test_bulk_conflict_with_a_deleted_row_is_not_retried(self) -> None:
+        Stock.objects.bulk_create([Stock(name="a"), Stock(name="b")])
+        stocks = list(Stock.objects.all())
+        Stock.objects.filter(pk=stocks[0].pk).delete()
+        calls = []
+
+        @retry_on_conflict
+        def write() -> None:
+            calls.append(1)
+            Stock.objects.bulk_update(stocks, ["quantity"])
+
+        with pytest.raises(BulkUpdateConflictError):
+            write()
+        assert calls == [1]
+
+    def test_bad_arguments(self) -> None:
+        with pytest.raises(ValueError, match="attempts"):
+            retry_on_conflict(attempts=0)
+        with pytest.raises(ValueError, match="negative"):
+            retry_on_conflict(delay=-1)
+
+
+class AsyncRetryTests(TransactionTestCase):
+    async def test_acall_runs_attempts_in_sync_to_async(self) -> None:
+        stock = await Stock.objects.acreate(name="a")
+        calls = []
+
+        def add() -> None:
+            item = Stock.objects.get(pk=stock.pk)
+            if not calls:
+                _interfere(item)
+            calls.append(1)
+            item.quantity += 1
+            item.save()
+
+        await retry_on_conflict(add, delay=0).acall()
+        assert len(calls) == 2
+        assert (await Stock.objects.aget()).quantity == 1
+
+    async def test_async_function_is_awaited_per_attempt(self) -> None:
+        stock = await Stock.objects.acreate(name="a")
+        await sync_to_async(_interfere)(stock)
+
+        @retry_on_conflict(attempts=2, delay=0)
+        async def add(item: Stock) -> int:
+            item.quantity += 5
+            await item.asave()
+            return item.quantity
+
+        assert asyncio.iscoroutinefunction(add)
+        assert await add(stock) == 5
+        row = await Stock.objects.aget()
+        assert (row.quantity, row.version) == (5, 3)
+
+
+def _race(threads: int, increments: int, **options: Any) -> int:
+    """Increment one counter from several threads; return how many conflicts were retried."""
+    conflicts = []
+    lock = threading.Lock()
+
+    def count(**kwargs: Any) -> None:
+        with lock:
+            conflicts.append(kwargs["db_version"])
+
+    @retry_on_conflict(**options)
+    def increment() -> None:
+        counter = Counter.objects.get(name="race")
+        counter.value += 1
+        counter.save()
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for _ in range(increments):
+                increment()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    conflict_detected.connect(count, sender=Counter, weak=False)
+    try:
+        workers = [threading.Thread(target=worker) for _ in range(threads)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+    finally:
+        conflict_detected.disconnect(count, sender=Counter)
+    assert errors == []
+    return len(conflicts)
+
+
+class RaceTests(TransactionTestCase):
+    """Real threads, each with its own connection: retried increments lose nothing."""
+
+    def test_race_threads_lose_no_increment(self) -> None:
+        Counter.objects.create(name="race")
+        threads, increments = 4, 25
+        conflicts = _race(threads, increments, attempts=100, delay=0.001, max_delay=0.02)
+        counter = Counter.objects.get(name="race")
+        assert counter.value == threads * increments
+        assert counter.version == 1 + threads * increments
+        if connections["default"].vendor != "sqlite":
+            # Servers run the threads' transactions side by side, so they collide;
+            # SQLite's BEGIN IMMEDIATE serialises them instead.
+            assert conflicts > 0
+
+
+class BulkRaceTests(TransactionTestCase):
+    """Threads bulk-updating the same rows: every batch is all or nothing, nothing is lost."""
+
+    def test_race_bulk_updates_lose_no_increment(self) -> None:
+        Stock.objects.bulk_create([Stock(name=f"s{i}") for i in range(20)])
+        threads, rounds = 3, 8
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(threads)
+
+        @retry_on_conflict(attempts=200, delay=0.001, max_delay=0.02)
+        def restock() -> None:
+            items = list(Stock.objects.all())
+            for item in items:
+                item.quantity += 1
+            Stock.objects.bulk_update(items, ["quantity"], batch_size=7)
+
+        def worker() -> None:
+            try:
+                barrier.wait()
+                for _ in range(rounds):
+                    restock()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        conflicts = []
+
+        def count(**kwargs: Any) -> None:
+            conflicts.append(kwargs["instance"].pk)
+
+        conflict_detected.connect(count, sender=Stock, weak=False)
+        try:
+            workers = [threading.Thread(target=worker) for _ in range(threads)]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join()
+        finally:
+            conflict_detected.disconnect(count, sender=Stock)
+        assert errors == []
+        if connections["default"].vendor != "sqlite":
+            assert conflicts
+        assert set(Stock.objects.values_list("quantity", "version")) == {
+            (threads * rounds, 1 + threads * rounds)
+        }
