@@ -188,3 +188,15 @@ def test_db_comment_reaches_postgresql() -> None:
             "where attrelid = 'demo_simpleconcurrentmodel'::regclass and attname = 'version'"
         )
         assert cursor.fetchone()[0] == "row version"
+
+
+def test_plain_model_admin_keeps_the_version_hidden() -> None:
+    """The admin's number widget for big integers would blank a signed version in a browser."""
+    from django.contrib import admin
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.user = type("U", (), {"is_superuser": True, "has_perm": lambda *a: True})()
+    form_class = admin.ModelAdmin(Article, admin.site).get_form(request)
+    widget = form_class.base_fields["version"].widget
+    assert widget.input_type == "hidden"

@@ -129,9 +129,19 @@ class VersionField(models.BigIntegerField):
 
     def formfield(self, **kwargs: Any) -> Any:
         """Return the hidden, signed ``concurrency.forms.VersionField`` (widget overridable)."""
+        from django import forms
+
         from .forms import VersionField as VersionFormField
 
         kwargs.setdefault("form_class", VersionFormField)
+        widget = kwargs.get("widget")
+        if isinstance(widget, forms.NumberInput) or (
+            isinstance(widget, type) and issubclass(widget, forms.NumberInput)
+        ):
+            # The admin's default widget for big integers: a browser would blank
+            # the signed (non-numeric) value. A widget given for version fields
+            # (Meta.widgets, formfield_overrides[VersionField]) is kept.
+            del kwargs["widget"]
         return super().formfield(**kwargs)
 
 
