@@ -528,7 +528,7 @@ def _bulk_batch(
         AND,
     )
     compiler = query.get_compiler(using)
-    if _can_return_from_update(connection):
+    if _can_update_returning(connection):
         sql, params = compiler.as_sql()
         with connection.cursor() as cursor:
             cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
@@ -633,14 +633,6 @@ def _db_versions(
     if lock:
         rows = rows.select_for_update()
     return dict(rows.values_list("pk", field.attname))
-
-
-def _can_return_from_update(connection: Any) -> bool:
-    if connection.vendor == "postgresql":
-        return True
-    if connection.vendor == "sqlite":
-        return connection.Database.sqlite_version_info >= (3, 35)
-    return False
 
 
 # Django's private hook. Its signature gained ``returning_fields`` (and its
