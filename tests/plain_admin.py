@@ -1,8 +1,14 @@
-"""Plain Django admins of the demo models, for comparisons with ConcurrentModelAdmin."""
+"""Plain Django admins of the demo models, for comparisons with ConcurrentModelAdmin.
+
+``bare`` is the demo's Article admin without ``ConflictResolutionMixin``: a
+refused change form is shown again with an error.
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin
+
+from concurrency.admin import ConcurrentModelAdmin
 from django.urls import path
 
 from .demo.admin import ArticleAdmin, publish
@@ -19,7 +25,16 @@ class PlainArticleAdmin(admin.ModelAdmin):
     actions = [publish]
 
 
+bare = admin.AdminSite(name="bare")
+
+
+@admin.register(Article, site=bare)
+class BareArticleAdmin(ConcurrentModelAdmin):
+    fieldsets = ArticleAdmin.fieldsets
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("plain-admin/", site.urls),
+    path("bare-admin/", bare.urls),
 ]

@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.plain_admin")]
 SUCCESS = "changed successfully"
 
 
-def change_url(obj: Any) -> str:
-    return reverse(f"admin:demo_{obj._meta.model_name}_change", args=[obj.pk])
+def change_url(obj: Any, site: str = "admin") -> str:
+    return reverse(f"{site}:demo_{obj._meta.model_name}_change", args=[obj.pk])
 
 
 def changelist_url(model: Any, site: str = "admin") -> str:
@@ -68,11 +68,14 @@ def test_change_form_shows_the_version_and_saves(admin_client: Any, article: Art
     assert any(SUCCESS in m for m in texts(response))
 
 
+# Without ConflictResolutionMixin (the demo has it: tests/test_resolution_admin.py).
+
+
 def test_second_save_is_refused_and_keeps_the_input(admin_client: Any, article: Article) -> None:
-    first = form_data(admin_client.get(change_url(article)).content, "article_form", title="First")
-    second = form_data(admin_client.get(change_url(article)).content, "article_form", title="Second typed")
-    assert admin_client.post(change_url(article), first, follow=True).status_code == 200
-    response = admin_client.post(change_url(article), second)
+    first = form_data(admin_client.get(change_url(article, "bare")).content, "article_form", title="First")
+    second = form_data(admin_client.get(change_url(article, "bare")).content, "article_form", title="Second typed")
+    assert admin_client.post(change_url(article, "bare"), first, follow=True).status_code == 200
+    response = admin_client.post(change_url(article, "bare"), second)
     assert response.status_code == 200
     html = response.content.decode()
     assert "Someone else changed this record" in html
@@ -85,11 +88,11 @@ def test_second_save_is_refused_and_keeps_the_input(admin_client: Any, article: 
 def test_conflict_after_validation_is_a_form_error_not_a_success(
     admin_client: Any, article: Article, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = form_data(admin_client.get(change_url(article)).content, "article_form", title="Mine")
+    data = form_data(admin_client.get(change_url(article, "bare")).content, "article_form", title="Mine")
     bump(article, body="theirs")
     # The other write lands after clean() (the form's early check) and before the UPDATE.
     monkeypatch.setattr(ConcurrentForm, "_check_current", lambda self, version: None)
-    response = admin_client.post(change_url(article), data)
+    response = admin_client.post(change_url(article, "bare"), data)
     assert response.status_code == 200
     html = response.content.decode()
     assert "errornote" in html

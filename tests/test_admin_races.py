@@ -61,7 +61,7 @@ def texts(response: Any) -> list[str]:
 
 def test_change_form_save_refused_by_the_database_is_shown_on_the_form(admin_client: Any) -> None:
     article = Article.objects.create(title="Original", body="text")
-    url = reverse("admin:demo_article_change", args=[article.pk])
+    url = reverse("bare:demo_article_change", args=[article.pk])
     data = form_data(admin_client.get(url).content, "article_form", title="Mine")
     with OtherConnectionWritesFirst(article, body="theirs") as race:
         response = admin_client.post(url, data)

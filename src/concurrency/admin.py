@@ -553,9 +553,23 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             return super().changeform_view(request, object_id, form_url, extra_context)
         except RecordModifiedError as error:
             # The UPDATE (or a checked delete) matched no row after the form had
-            # validated. Django's transaction is rolled back; show the form
-            # again, with the user's input and the reason.
-            request._concurrency_refused = error  # type: ignore[attr-defined]
+            # validated. Django's transaction is rolled back.
+            return self.response_refused(request, error, object_id, form_url, extra_context)
+
+    def response_refused(
+        self,
+        request: HttpRequest,
+        error: RecordModifiedError,
+        object_id: str | None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Answer a change form whose save the database refused after it had validated.
+
+        Show the form again, with the user's input and the reason. Override it
+        to answer differently (``ConflictResolutionMixin`` shows its resolution page).
+        """
+        request._concurrency_refused = error  # type: ignore[attr-defined]
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     # -- system checks ------------------------------------------------------

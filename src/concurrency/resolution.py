@@ -32,6 +32,8 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 
+from .exceptions import RecordModifiedError
+
 __all__ = [
     "BASE_FIELD",
     "ConflictResolutionMixin",
@@ -298,15 +300,23 @@ class ConflictResolutionMixin:
 
     resolve_conflict_template = "concurrency/resolve_conflict.html"
 
+    def _resolves(self, request: HttpRequest, obj: Any) -> bool:
+        """Return whether the change form of ``obj`` carries a snapshot (not for view-only users)."""
+        if obj is None or not hasattr(obj, "_concurrencymeta"):
+            return False
+        return not hasattr(request, "user") or bool(
+            self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+        )
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         base = kwargs.get("form") or self.form  # type: ignore[attr-defined]
-        if change and obj is not None and hasattr(obj, "_concurrencymeta"):
+        if change and self._resolves(request, obj):
             kwargs["form"] = type(base.__name__, (_SnapshotForm, base), {})
         return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
-        if obj is None or not hasattr(obj, "_concurrencymeta"):
+        if not self._resolves(request, obj):
             return fieldsets
         return [*fieldsets, (None, {"fields": [BASE_FIELD], "classes": ["hidden"]})]
 
@@ -317,11 +327,37 @@ class ConflictResolutionMixin:
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        if request.method == "POST" and object_id is not None and BASE_FIELD in request.POST:
+        if request.method != "POST" or object_id is None or BASE_FIELD not in request.POST:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        response = self._resolve(request, object_id)
+        if response is not None:
+            return response
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except RecordModifiedError:
+            # A plain ModelAdmin lost a race after validation (ConcurrentModelAdmin
+            # calls response_refused instead); the transaction is rolled back.
+            response = self._resolve(request, object_id)
+            if response is None:
+                raise
+            return response
+
+    def response_refused(
+        self,
+        request: HttpRequest,
+        error: RecordModifiedError,
+        object_id: str | None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Show the resolution page when the database refused a save that had validated."""
+        if object_id is not None and BASE_FIELD in request.POST:
             response = self._resolve(request, object_id)
             if response is not None:
                 return response
-        return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        return super().response_refused(  # type: ignore[misc,no-any-return]
+            request, error, object_id, form_url, extra_context
+        )
 
     def _resolve(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
         """Return the resolution page, or ``None`` to let the admin handle the POST."""

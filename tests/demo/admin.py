@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from concurrency.admin import ConcurrentModelAdmin
+from concurrency.resolution import ConflictResolutionMixin
 
 from .models import Article, Category, Item
 
@@ -25,7 +26,9 @@ def publish(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
 
 
 @admin.register(Article)
-class ArticleAdmin(ConcurrentModelAdmin):
+class ArticleAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
+    """A stale change form shows the field-by-field resolution page."""
+
     list_display = ["title", "status", "version"]
     list_display_links = ["version"]
     list_editable = ["title", "status"]
