@@ -96,14 +96,67 @@ def articles() -> list[Article]:
     return [Article.objects.create(title=f"Row {n}", status="draft") for n in range(3)]
 
 
-def test_second_editor_sees_the_conflict_and_keeps_their_input(
+def test_second_editor_resolves_the_conflict_field_by_field(
     people: tuple[Person, Person], articles: list[Article]
 ) -> None:
+    """The demo's Article admin has ConflictResolutionMixin: a stale save shows the three-way page."""
     alice, bob = people
     url = f"/admin/demo/article/{articles[0].pk}/change/"
     alice.page.goto(url)
     bob.page.goto(url)
     assert alice.page.inner_text(".concurrency-version") == "1"
+    alice.page.fill("#id_title", "Alice's title")
+    alice.page.select_option("#id_status", "review")
+    bob.page.fill("#id_title", "Bob's title")
+    bob.page.select_option("#id_status", "published")
+    bob.page.fill("#id_body", "Bob typed a long paragraph here.")
+
+    alice.submit("input[name=_save]")
+    assert any("was changed successfully" in m for m in alice.messages())
+
+    bob.submit("input[name=_save]")
+    page = bob.page
+    page.wait_for_selector("table.concurrency-merge")
+    headers = [h.strip() for h in page.locator("table.concurrency-merge thead th").all_text_contents()]
+    assert headers == ["Field", "You started from", "You entered", "Now in the database", "Result"]
+    cells = {
+        name: page.locator(f"tr[data-field={name}] td").all_inner_texts()[:3]
+        for name in ("title", "status", "body")
+    }
+    assert cells == {
+        "title": ["Row 0", "Bob's title", "Alice's title"],
+        "status": ["Draft", "Published", "In review"],
+        "body": ["—", "Bob typed a long paragraph here.", "—"],
+    }
+    assert "Changed by alice at" in page.inner_text(".concurrency-who")
+    assert page.locator("tr.concurrency-conflict").count() == 2
+    assert "concurrency-taken" in (page.get_attribute("tr[data-field=body] td.concurrency-mine", "class") or "")
+    assert not any("successfully" in m for m in bob.messages())
+    articles[0].refresh_from_db()
+    assert (articles[0].title, articles[0].status, articles[0].version) == ("Alice's title", "review", 2)
+
+    page.check("input[name='_concurrency_choice-title'][value=mine]")
+    page.check("input[name='_concurrency_choice-status'][value=theirs]")
+    bob.submit("input[name=_save]")
+    assert page.url.endswith("/admin/demo/article/")
+    assert any("was changed successfully" in m for m in bob.messages())
+    articles[0].refresh_from_db()
+    assert (articles[0].title, articles[0].body, articles[0].status, articles[0].version) == (
+        "Bob's title",
+        "Bob typed a long paragraph here.",
+        "review",
+        3,
+    )
+
+
+def test_without_the_mixin_the_second_editor_keeps_their_input(
+    people: tuple[Person, Person], articles: list[Article], settings: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.plain_admin"
+    alice, bob = people
+    url = f"/bare-admin/demo/article/{articles[0].pk}/change/"
+    alice.page.goto(url)
+    bob.page.goto(url)
     alice.page.fill("#id_title", "Alice's title")
     bob.page.fill("#id_title", "Bob's title")
     bob.page.fill("#id_body", "Bob typed a long paragraph here.")
