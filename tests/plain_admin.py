@@ -7,9 +7,9 @@ refused change form is shown again with an error.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import path
 
 from concurrency.admin import ConcurrentModelAdmin
-from django.urls import path
 
 from .demo.admin import ArticleAdmin, publish
 from .demo.models import Article

@@ -130,7 +130,8 @@ def test_second_editor_resolves_the_conflict_field_by_field(
     }
     assert "Changed by alice at" in page.inner_text(".concurrency-who")
     assert page.locator("tr.concurrency-conflict").count() == 2
-    assert "concurrency-taken" in (page.get_attribute("tr[data-field=body] td.concurrency-mine", "class") or "")
+    mine = page.get_attribute("tr[data-field=body] td.concurrency-mine", "class") or ""
+    assert "concurrency-taken" in mine
     assert not any("successfully" in m for m in bob.messages())
     articles[0].refresh_from_db()
     assert (articles[0].title, articles[0].status, articles[0].version) == ("Alice's title", "review", 2)

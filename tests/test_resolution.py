@@ -160,3 +160,26 @@ class ResolutionTests(TestCase):
         response = client.get(self.url)
         assert response.status_code == 200
         assert "Title" in response.content.decode()
+
+    def test_write_after_the_check_shows_the_page_on_a_plain_model_admin(self) -> None:
+        from unittest import mock
+
+        from concurrency.resolution import ConflictResolutionMixin
+
+        data = _form_post(self.alice.get(self.url), title="Mine")
+        Article.objects.filter(pk=self.article.pk).update(body="theirs", version=2)
+        resolve = ConflictResolutionMixin._resolve
+        calls: list[str] = []
+
+        def after_the_check(admin: Any, request: Any, object_id: str) -> Any:
+            # The other write lands after the mixin's check; the UPDATE then matches no row.
+            calls.append(object_id)
+            return None if len(calls) == 1 else resolve(admin, request, object_id)
+
+        with mock.patch.object(ConflictResolutionMixin, "_resolve", after_the_check):
+            response = self.alice.post(self.url, data)
+        assert (len(calls), response.status_code) == (2, 409)
+        rows = {f.name: f.status for f in response.context["merge"].fields}
+        assert rows == {"title": "mine", "body": "theirs", "status": "unchanged"}
+        row = Article.objects.get()
+        assert (row.title, row.body, row.version) == ("Title", "theirs", 2)
