@@ -1,0 +1,334 @@
+"""Contention benchmark: many processes incrementing the same rows.
+
+Each worker process has its own database connection; they stand for separate
+application servers. Every worker does K read-modify-write increments, either
+of one row or of a small hot set of rows, in four ways:
+
+    optimistic   versioned model; on RecordModifiedError re-read and re-apply
+                 (one atomic() per attempt)
+    pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
+    F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
+    unversioned  plain model; read, add one, save: the bug this library fixes
+
+and the table shows lost updates (expected total minus the final total),
+conflicts, saves per second and the ratio to ``select_for_update()`` measured
+in the same run (modes interleaved, medians over rounds).
+
+    python bench/contention.py                        # postgresql, mariadb, sqlite; 4 x 200
+    python bench/contention.py -p 8 -k 1000 --rounds 1
+    python bench/contention.py --db postgresql --rounds 5
+
+The tables live in a database of their own, ``concurrency_bench_contention`` (created and
+dropped here), never in the test databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "concurrency_bench_contention"
+MODES = ("optimistic", "pessimistic", "F()", "unversioned")
+WORKLOADS = ("one row", "hot set")
+HOT_ROWS = 4
+
+
+def setup_django(db: str) -> None:
+    """Configure Django on the demo project, pointed at the bench database."""
+    os.environ["CONCURRENCY_DB"] = db
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    sys.path.insert(0, str(ROOT))
+    from tests import settings as test_settings
+
+    for alias in ("default", "other"):
+        entry = test_settings.DATABASES[alias]
+        entry["NAME"] = str(Path(test_settings._tmp) / f"{BENCH_DB}.sqlite3") if db == "sqlite" else BENCH_DB
+    import django
+
+    django.setup()
+
+
+def create_database(db: str) -> None:
+    """Create the bench database and the two counter tables in it."""
+    from django.db import connection
+
+    from tests.demo.models import Counter, PlainCounter
+
+    if db == "sqlite":
+        Path(connection.settings_dict["NAME"]).unlink(missing_ok=True)
+    else:
+        drop_database(db)
+        with connection._nodb_cursor() as cursor:
+            extra = " CHARACTER SET utf8mb4" if db != "postgresql" else ""
+            cursor.execute(f"CREATE DATABASE {BENCH_DB}{extra}")
+    with connection.schema_editor() as editor:
+        editor.create_model(Counter)
+        editor.create_model(PlainCounter)
+    connection.close()
+
+
+def drop_database(db: str) -> None:
+    from django.db import connection
+
+    connection.close()
+    if db == "sqlite":
+        Path(connection.settings_dict["NAME"]).unlink(missing_ok=True)
+        return
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
+
+
+@dataclass
+class Outcome:
+    db: str
+    workload: str
+    mode: str
+    procs: int
+    increments: int
+    lost: int
+    conflicts: int
+    seconds: float
+    queries: int
+
+    @property
+    def rate(self) -> float:
+        return self.procs * self.increments / self.seconds
+
+    @property
+    def queries_per_increment(self) -> float:
+        return self.queries / (self.procs * self.increments)
+
+
+def worker(
+    mode: str,
+    pks: list[int],
+    increments: int,
+    seed: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """Do ``increments`` increments; report (start, end, conflicts, queries)."""
+    from django.db import connection, transaction
+    from django.db.models import F
+
+    from concurrency.exceptions import RecordModifiedError
+    from tests.demo.models import Counter, PlainCounter
+
+    queries = 0
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return execute(sql, params, many, context)
+
+    rng = random.Random(seed)
+    conflicts = 0
+    connection.ensure_connection()
+    barrier.wait()
+    start = time.perf_counter()
+    with connection.execute_wrapper(count):
+        for _ in range(increments):
+            pk = rng.choice(pks)
+            if mode == "optimistic":
+                while True:
+                    try:
+                        with transaction.atomic():
+                            row = Counter.objects.get(pk=pk)
+                            row.value += 1
+                            row.save()
+                        break
+                    except RecordModifiedError:
+                        conflicts += 1
+            elif mode == "pessimistic":
+                with transaction.atomic():
+                    plain = PlainCounter.objects.select_for_update().get(pk=pk)
+                    plain.value += 1
+                    plain.save()
+            elif mode == "F()":
+                PlainCounter.objects.filter(pk=pk).update(value=F("value") + 1)
+            else:
+                plain = PlainCounter.objects.get(pk=pk)
+                plain.value += 1
+                plain.save()
+    end = time.perf_counter()
+    connection.close()
+    results.put((start, end, conflicts, queries))
+
+
+def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx: Any) -> Outcome:
+    """Reset the rows, run ``procs`` workers, and check the totals."""
+    from django.db import connection, connections
+
+    from tests.demo.models import Counter, PlainCounter
+
+    model = Counter if mode == "optimistic" else PlainCounter
+    model.objects.all().delete()
+    count = 1 if workload == "one row" else HOT_ROWS
+    pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]
+    # Forked children must not share the parent's socket.
+    connections.close_all()
+    barrier = ctx.Barrier(procs)
+    results = ctx.Queue()
+    children = [
+        ctx.Process(target=worker, args=(mode, pks, increments, 1000 + n, barrier, results))
+        for n in range(procs)
+    ]
+    for child in children:
+        child.start()
+    reports = [results.get(timeout=600) for _ in children]
+    for child in children:
+        child.join()
+        if child.exitcode:
+            raise RuntimeError(f"{mode} worker exited with {child.exitcode}")
+    total = sum(model.objects.filter(pk__in=pks).values_list("value", flat=True))
+    connection.close()
+    return Outcome(
+        db=db,
+        workload=workload,
+        mode=mode,
+        procs=procs,
+        increments=increments,
+        lost=procs * increments - total,
+        conflicts=sum(r[2] for r in reports),
+        seconds=max(r[1] for r in reports) - min(r[0] for r in reports),
+        queries=sum(r[3] for r in reports),
+    )
+
+
+def bench_database(db: str, procs: int, increments: int, rounds: int, keep: bool) -> list[Outcome]:
+    setup_django(db)
+    create_database(db)
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    try:
+        for round_no in range(rounds):
+            # Interleave: each round runs the modes in a rotated order.
+            order = MODES[round_no % len(MODES) :] + MODES[: round_no % len(MODES)]
+            for workload in WORKLOADS:
+                for mode in order:
+                    outcomes.append(run_one(db, workload, mode, procs, increments, ctx))
+    finally:
+        if not keep:
+            drop_database(db)
+    return outcomes
+
+
+def summarize(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """Median per (db, workload, mode); worst case for lost updates."""
+    rows = []
+    keys = sorted(
+        {(o.db, o.workload, o.mode) for o in outcomes},
+        key=lambda k: (k[0], WORKLOADS.index(k[1]), MODES.index(k[2])),
+    )
+    for key in keys:
+        group = [o for o in outcomes if (o.db, o.workload, o.mode) == key]
+        rows.append(
+            {
+                "db": key[0],
+                "workload": key[1],
+                "mode": key[2],
+                "procs": group[0].procs,
+                "increments": group[0].increments,
+                "runs": len(group),
+                "lost": max(o.lost for o in group),
+                "conflicts": int(statistics.median(o.conflicts for o in group)),
+                "rate": statistics.median(o.rate for o in group),
+                "queries": statistics.median(o.queries_per_increment for o in group),
+            }
+        )
+    for row in rows:
+        pessimistic = next(
+            r["rate"]
+            for r in rows
+            if (r["db"], r["workload"], r["mode"]) == (row["db"], row["workload"], "pessimistic")
+        )
+        row["ratio"] = row["rate"] / pessimistic
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = (
+        "database",
+        "workload",
+        "mode",
+        "P x K",
+        "lost",
+        "conflicts",
+        "saves/s",
+        "vs s_f_u",
+        "queries/inc",
+    )
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                r["db"],
+                r["workload"],
+                r["mode"],
+                f"{r['procs']} x {r['increments']}",
+                str(r["lost"]),
+                str(r["conflicts"]),
+                f"{r['rate']:.0f}",
+                f"{r['ratio']:.2f}",
+                f"{r['queries']:.2f}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rule = "+".join("-" * (w + 2) for w in widths)
+    for n, line in enumerate(lines):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+        if n == 0:
+            print(rule)
+    print(f"\nMedians over {rows[0]['runs']} interleaved round(s); 'lost' is the worst round.", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", action="append", choices=["postgresql", "mariadb", "sqlite"])
+    parser.add_argument("-p", "--procs", type=int, default=4)
+    parser.add_argument("-k", "--increments", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        import json
+
+        outcomes = bench_database(args.child, args.procs, args.increments, args.rounds, args.keep)
+        print(json.dumps([o.__dict__ for o in outcomes]))
+        return 0
+
+    # One interpreter per database: the Django settings are fixed per process.
+    import json
+
+    outcomes = []
+    for db in args.db or ["postgresql", "mariadb", "sqlite"]:
+        print(f"... {db}: {args.procs} processes x {args.increments} increments", file=sys.stderr, flush=True)
+        cmd = [sys.executable, __file__, "--child", db, "-p", str(args.procs), "-k", str(args.increments)]
+        cmd += ["--rounds", str(args.rounds)] + (["--keep"] if args.keep else [])
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
+        outcomes += [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
+    rows = summarize(outcomes)
+    print_table(rows)
+    failed = [r for r in rows if r["mode"] != "unversioned" and r["lost"]]
+    if failed:
+        print(f"FAIL: lost updates in {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
