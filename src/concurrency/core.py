@@ -284,6 +284,7 @@ def save_update(
         else:
             new_values.append(entry)
 
+    _settle(instance, attname)
     old = getattr(instance, attname)
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
@@ -310,12 +311,89 @@ def save_update(
     if rows:
         if from_db:
             instance.__dict__[attname] = rows[0][-1]
-            return [row[:-1] for row in rows]
-        instance.__dict__[attname] = new
+            rows = [row[:-1] for row in rows]
+        else:
+            instance.__dict__[attname] = new
+        if bump:
+            _track(instance, using, old, instance.__dict__[attname])
         return rows
     if not checked or instance._state.adding:
         return rows
     raise_conflict(instance, old, using)
+
+
+# --- Versions written by transactions that may still roll back -----------------
+# A save inside atomic() puts the new version on the instance at once, but a
+# rollback does not take it back. Left there, the instance would hold a version
+# the row never committed: the next writer commits that same number, and the
+# stale instance's save then matches it and overwrites that write unseen. So a
+# write inside a transaction is tracked until the transaction commits, and the
+# next save or delete of the instance first undoes versions that were rolled back.
+
+_UNCOMMITTED = "_concurrency_uncommitted"
+
+
+class _Uncommitted:
+    """A version written inside a transaction; an ``on_commit`` callback.
+
+    Django forgets the callback when the transaction, or a savepoint around
+    the write, rolls back: still being queued means the write is still alive.
+    """
+
+    __slots__ = ("committed", "connection", "new", "old", "queue")
+
+    def __init__(self, connection: Any, old: Any, new: Any) -> None:
+        self.connection = connection
+        self.queue = connection.run_on_commit if connection is not None else None
+        self.old = old
+        self.new = new
+        self.committed = connection is None
+
+    def __call__(self) -> None:
+        self.committed = True
+
+    def pending(self) -> bool:
+        """Return whether the write's transaction is still open (and not rolled back)."""
+        queue = self.connection.run_on_commit
+        if queue is not self.queue:
+            # A savepoint rollback rebuilds the queue with the survivors.
+            if not any(entry[1] is self for entry in queue):
+                return False
+            self.queue = queue
+        return True
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled instance leaves its connection behind: take its version as it is.
+        return (_Uncommitted, (None, self.old, self.new))
+
+    def __deepcopy__(self, memo: Any) -> _Uncommitted:
+        return self
+
+
+def _track(instance: Model, using: str, old: Any, new: Any) -> None:
+    connection = connections[using]
+    if connection.in_atomic_block:
+        write = _Uncommitted(connection, old, new)
+        connection.on_commit(write)
+        instance.__dict__.setdefault(_UNCOMMITTED, []).append(write)
+
+
+def _settle(instance: Model, attname: str) -> None:
+    """Give ``instance`` back the versions that rolled-back transactions took from it."""
+    writes = instance.__dict__.get(_UNCOMMITTED)
+    while writes:
+        write = writes[-1]
+        if write.committed:
+            writes.clear()
+        elif write.pending():
+            return
+        else:
+            writes.pop()
+            if instance.__dict__.get(attname) == write.new:
+                instance.__dict__[attname] = write.old
+
+
+# --- end ------------------------------------------------------------------------
 
 
 def raise_conflict(instance: Any, version: Any, using: str) -> NoReturn:
@@ -365,6 +443,7 @@ def check_delete(
     if origin is not instance or not is_checked(instance):
         return
     field = instance._concurrencymeta.field
+    _settle(instance, field.attname)
     version = getattr(instance, field.attname)
     if not version and not conf.VERSION_FIELD_REQUIRED:
         return
