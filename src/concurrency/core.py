@@ -295,9 +295,12 @@ def save_update(
         # must still move past whatever it holds; the stored value is read back.
         new = Greatest(F(attname) + 1, Value(new))
         from_db = True
+    # Unchecked and not incremented: keep the row's version, which this
+    # (possibly stale) instance's would move back.
+    stored = F(attname) if not checked and new is old else new
     # First in the SET clause: MySQL evaluates assignments left to right, and an
     # expression computing the version must see the row's old values.
-    new_values.insert(0, (field, None, new))
+    new_values.insert(0, (field, None, stored))
     rows = _run_update(
         base_qs,
         using,
@@ -314,7 +317,7 @@ def save_update(
             rows = [row[:-1] for row in rows]
         else:
             instance.__dict__[attname] = new
-        if bump:
+        if instance.__dict__[attname] != old:
             _track(instance, using, old, instance.__dict__[attname])
         return rows
     if not checked or instance._state.adding:
