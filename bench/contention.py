@@ -11,7 +11,7 @@ of one row or of a small hot set of rows, in four ways:
     unversioned  plain model; read, add one, save: the bug this library fixes
 
 and the table shows lost updates (expected total minus the final total),
-conflicts, saves per second and the ratio to ``select_for_update()`` measured
+conflicts, SQLite "database is locked" retries (busy), saves per second and the ratio to ``select_for_update()`` measured
 in the same run (modes interleaved, medians over rounds).
 
     python bench/contention.py                        # postgresql, mariadb, sqlite; 4 x 200
@@ -25,8 +25,10 @@ dropped here), never in the test databases.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
+import queue
 import random
 import statistics
 import subprocess
@@ -99,6 +101,7 @@ class Outcome:
     conflicts: int
     seconds: float
     queries: int
+    busy: int = 0
 
     @property
     def rate(self) -> float:
@@ -118,7 +121,7 @@ def worker(
     results: Any,
 ) -> None:
     """Do ``increments`` increments; report (start, end, conflicts, queries)."""
-    from django.db import connection, transaction
+    from django.db import OperationalError, connection, transaction
     from django.db.models import F
 
     from concurrency.exceptions import RecordModifiedError
@@ -133,36 +136,51 @@ def worker(
 
     rng = random.Random(seed)
     conflicts = 0
+    busy = 0
     connection.ensure_connection()
     barrier.wait()
     start = time.perf_counter()
+
+    def increment(pk: int) -> None:
+        nonlocal conflicts
+        if mode == "optimistic":
+            while True:
+                try:
+                    with transaction.atomic():
+                        row = Counter.objects.get(pk=pk)
+                        row.value += 1
+                        row.save()
+                    return
+                except RecordModifiedError:
+                    conflicts += 1
+        elif mode == "pessimistic":
+            with transaction.atomic():
+                plain = PlainCounter.objects.select_for_update().get(pk=pk)
+                plain.value += 1
+                plain.save()
+        elif mode == "F()":
+            PlainCounter.objects.filter(pk=pk).update(value=F("value") + 1)
+        else:
+            plain = PlainCounter.objects.get(pk=pk)
+            plain.value += 1
+            plain.save()
+
     with connection.execute_wrapper(count):
         for _ in range(increments):
             pk = rng.choice(pks)
-            if mode == "optimistic":
-                while True:
-                    try:
-                        with transaction.atomic():
-                            row = Counter.objects.get(pk=pk)
-                            row.value += 1
-                            row.save()
-                        break
-                    except RecordModifiedError:
-                        conflicts += 1
-            elif mode == "pessimistic":
-                with transaction.atomic():
-                    plain = PlainCounter.objects.select_for_update().get(pk=pk)
-                    plain.value += 1
-                    plain.save()
-            elif mode == "F()":
-                PlainCounter.objects.filter(pk=pk).update(value=F("value") + 1)
-            else:
-                plain = PlainCounter.objects.get(pk=pk)
-                plain.value += 1
-                plain.save()
+            while True:
+                try:
+                    increment(pk)
+                    break
+                except OperationalError:
+                    # SQLite's busy timeout ran out ("database is locked"): nothing
+                    # was written, so the increment is simply tried again.
+                    if connection.vendor != "sqlite":
+                        raise
+                    busy += 1
     end = time.perf_counter()
     connection.close()
-    results.put((start, end, conflicts, queries))
+    results.put((start, end, conflicts, queries, busy))
 
 
 def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx: Any) -> Outcome:
@@ -185,7 +203,16 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
     ]
     for child in children:
         child.start()
-    reports = [results.get(timeout=600) for _ in children]
+    reports = []
+    while len(reports) < procs:
+        try:
+            reports.append(results.get(timeout=1))
+        except queue.Empty:
+            dead = [c.exitcode for c in children if c.exitcode]
+            if dead:
+                for child in children:
+                    child.kill()
+                raise RuntimeError(f"{mode} worker exited with {dead[0]}") from None
     for child in children:
         child.join()
         if child.exitcode:
@@ -202,6 +229,7 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
         conflicts=sum(r[2] for r in reports),
         seconds=max(r[1] for r in reports) - min(r[0] for r in reports),
         queries=sum(r[3] for r in reports),
+        busy=sum(r[4] for r in reports),
     )
 
 
@@ -242,6 +270,7 @@ def summarize(outcomes: list[Outcome]) -> list[dict[str, Any]]:
                 "runs": len(group),
                 "lost": max(o.lost for o in group),
                 "conflicts": int(statistics.median(o.conflicts for o in group)),
+                "busy": int(statistics.median(o.busy for o in group)),
                 "rate": statistics.median(o.rate for o in group),
                 "queries": statistics.median(o.queries_per_increment for o in group),
             }
@@ -256,7 +285,7 @@ def summarize(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
     header = (
         "database",
         "workload",
@@ -264,6 +293,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "P x K",
         "lost",
         "conflicts",
+        "busy",
         "saves/s",
         "vs s_f_u",
         "queries/inc",
@@ -278,6 +308,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f"{r['procs']} x {r['increments']}",
                 str(r["lost"]),
                 str(r["conflicts"]),
+                str(r["busy"]),
                 f"{r['rate']:.0f}",
                 f"{r['ratio']:.2f}",
                 f"{r['queries']:.2f}",
@@ -286,10 +317,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     rule = "+".join("-" * (w + 2) for w in widths)
     for n, line in enumerate(lines):
-        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=file)
         if n == 0:
-            print(rule)
-    print(f"\nMedians over {rows[0]['runs']} interleaved round(s); 'lost' is the worst round.", flush=True)
+            print(rule, file=file)
+    print(
+        f"\nMedians over {rows[0]['runs']} interleaved round(s); 'lost' is the worst round.\n",
+        file=file,
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -305,22 +340,20 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.child:
-        import json
-
         outcomes = bench_database(args.child, args.procs, args.increments, args.rounds, args.keep)
         print(json.dumps([o.__dict__ for o in outcomes]))
         return 0
 
     # One interpreter per database: the Django settings are fixed per process.
-    import json
-
     outcomes = []
     for db in args.db or ["postgresql", "mariadb", "sqlite"]:
         print(f"... {db}: {args.procs} processes x {args.increments} increments", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--child", db, "-p", str(args.procs), "-k", str(args.increments)]
         cmd += ["--rounds", str(args.rounds)] + (["--keep"] if args.keep else [])
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
-        outcomes += [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
+        found = [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
+        print_table(summarize(found), file=sys.stderr)
+        outcomes += found
     rows = summarize(outcomes)
     print_table(rows)
     failed = [r for r in rows if r["mode"] != "unversioned" and r["lost"]]
