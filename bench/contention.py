@@ -11,8 +11,9 @@ of one row or of a small hot set of rows, in four ways:
     unversioned  plain model; read, add one, save: the bug this library fixes
 
 and the table shows lost updates (expected total minus the final total),
-conflicts, SQLite "database is locked" retries (busy), saves per second and the ratio to ``select_for_update()`` measured
-in the same run (modes interleaved, medians over rounds).
+conflicts, SQLite "database is locked" retries (busy), saves per second and
+the ratio to ``select_for_update()`` measured in the same run (modes
+interleaved, medians over rounds).
 
     python bench/contention.py                        # postgresql, mariadb, sqlite; 4 x 200
     python bench/contention.py -p 8 -k 1000 --rounds 1
