@@ -1,11 +1,10 @@
-"""Hostile versions fed to every entry point: refused with a clear error, never a write.
+"""Hostile versions fed to the core entry points: refused with a clear error, never a write.
 
-The catalogue below is what an attacker, a broken client or a stale tab can
-send as a version: nothing at all, empty or blank strings, words, fractions,
-numbers out of range, negative numbers, non-ASCII digits and control
-characters, signatures that were tampered with, and genuine signatures issued
-for another row or another model. Each entry point is fed every one of them;
-each attempt is counted, and the database must be exactly as it was.
+Every value of the catalogue in tests/hostile.py goes to the signing helpers,
+to ``save()`` and ``delete()`` (what any adapter finally hands the core) and
+to the API lookups. Each attempt is counted, and the database must be exactly
+as it was. The web, HTTP and REST framework entry points are fed the same
+catalogue in tests/test_hostile_web.py and tests/test_hostile_http.py.
 """
 
 from __future__ import annotations
@@ -21,83 +20,9 @@ from concurrency.api import get_version, is_changed
 from concurrency.exceptions import RecordModifiedError
 from concurrency.signing import sign_version, unsign_version
 from tests.demo.models import Article, SimpleConcurrentModel
+from tests.hostile import MISSING, core_values, count, raw_values, report, signed_values, snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-MISSING = object()
-
-# Values a client may send in place of a version, by kind.
-RAW: dict[str, list[Any]] = {
-    "missing": [MISSING, None],
-    "empty": ["", " ", "\t\n"],
-    "non-numeric": [
-        "abc",
-        "1.5",
-        "1e3",
-        "0x10",
-        "None",
-        "null",
-        "true",
-        "[]",
-        "{}",
-        "1;DROP TABLE x",
-        "1 OR 1=1",
-    ],
-    "huge": [str(2**63), str(2**64), "9" * 100, "9" * 5000],
-    "negative": ["-1", str(-(2**63)), "-0"],
-    "unicode": ["١٢٣", "１２", "½", "\x00", "1\x00", "ü", "🙂", "1\u200b", "Ⅻ"],
-    "zero": ["0", 0],
-}
-
-TRIED: dict[str, int] = {}
-
-
-def _count(entry_point: str) -> None:
-    TRIED[entry_point] = TRIED.get(entry_point, 0) + 1
-
-
-def raw_values(*, missing: bool = True) -> Iterator[tuple[str, Any]]:
-    """Yield (kind, value); ``missing=False`` leaves out the not-sent marker (for model attributes)."""
-    for kind, values in RAW.items():
-        for value in values:
-            if missing or value is not MISSING:
-                yield kind, value
-
-
-def signed_values(row: Any, other: Any, foreign: Any) -> Iterator[tuple[str, Any]]:
-    """Yield hostile signed versions for ``row``: tampered, and replayed from ``other`` and ``foreign``."""
-    genuine = sign_version(type(row), row.pk, row.version)
-    value, _, signature = genuine.partition(":")
-    yield "tampered", f"{int(value) + 1}:{signature}"
-    yield "tampered", f"{value}:{signature[:-1]}{'A' if signature[-1] != 'A' else 'B'}"
-    yield "tampered", f"{value}:"
-    yield "tampered", f":{signature}"
-    yield "unsigned", value  # the genuine number without its signature
-    yield "tampered", genuine + ":" + signature
-    yield "tampered", genuine.upper()
-    yield "replayed", sign_version(type(other), other.pk, row.version)
-    yield "replayed", sign_version(type(other), other.pk, other.version)
-    yield "replayed", sign_version(type(foreign), row.pk, row.version)
-    for kind, raw in raw_values():
-        if raw is not MISSING and raw is not None:
-            yield f"{kind}, signed for another row", sign_version(type(other), other.pk, raw)
-
-
-def core_values(row: Any, other: Any, foreign: Any) -> Iterator[tuple[str, Any]]:
-    """Yield what may reach a model's version attribute when an adapter passes input through unchecked."""
-    yield from raw_values(missing=False)
-    for kind, value in signed_values(row, other, foreign):
-        if kind != "unsigned":  # the genuine number is a genuine version here
-            yield kind, value
-    yield "replayed", other.version
-    yield "stale", row.version - 1
-
-
-def _snapshot() -> list[tuple[Any, ...]]:
-    return [
-        *Article.objects.order_by("pk").values_list("pk", "title", "version"),
-        *SimpleConcurrentModel.objects.order_by("pk").values_list("pk", "username", "version"),
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -119,9 +44,7 @@ def rows() -> tuple[Article, Article, SimpleConcurrentModel]:
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Iterator[None]:
     yield
-    total = sum(TRIED.values())
-    detail = ", ".join(f"{name}: {n}" for name, n in sorted(TRIED.items()))
-    print(f"\nhostile inputs tried: {total} ({detail})")
+    print("\n" + report(""))
 
 
 # --- Signed versions (what forms, the admin and list_editable send back) ------
@@ -136,7 +59,7 @@ def test_unsign_version_refuses_every_hostile_value(rows: tuple[Any, ...]) -> No
             unsign_version(Article, row.pk, signed)
             pytest.fail(f"{kind} {value!r} was accepted")
         tried += 1
-        _count("signing.unsign_version")
+        count("signing.unsign_version")
     assert unsign_version(Article, row.pk, sign_version(Article, row.pk, row.version)) == row.version
     assert tried >= 60
 
@@ -158,21 +81,21 @@ def _hostile_save(instance: Article, value: Any) -> BaseException | None:
 
 def test_save_with_hostile_version_never_writes(rows: tuple[Any, ...]) -> None:
     row, other, foreign = rows
-    before = _snapshot()
+    before = snapshot()
     tried = 0
     for kind, value in core_values(row, other, foreign):
         instance = Article.objects.get(pk=row.pk)
         error = _hostile_save(instance, value)
         assert error is not None, f"{kind} {value!r}: a save with this version was accepted"
-        assert _snapshot() == before, f"{kind} {value!r} changed the database"
+        assert snapshot() == before, f"{kind} {value!r} changed the database"
         tried += 1
-        _count("Model.save")
+        count("Model.save")
     assert tried >= 70
 
 
 def test_delete_with_hostile_version_never_deletes(rows: tuple[Any, ...]) -> None:
     row, other, foreign = rows
-    before = _snapshot()
+    before = snapshot()
     tried = 0
     for kind, value in core_values(row, other, foreign):
         instance = Article.objects.get(pk=row.pk)
@@ -181,9 +104,9 @@ def test_delete_with_hostile_version_never_deletes(rows: tuple[Any, ...]) -> Non
             with transaction.atomic():
                 instance.delete()
             pytest.fail(f"{kind} {value!r}: a delete with this version was accepted")
-        assert _snapshot() == before, f"{kind} {value!r} changed the database"
+        assert snapshot() == before, f"{kind} {value!r} changed the database"
         tried += 1
-        _count("Model.delete")
+        count("Model.delete")
     assert tried >= 70
 
 
@@ -204,6 +127,6 @@ def test_api_lookups_with_hostile_version_find_nothing(rows: tuple[Any, ...]) ->
             changed = True
         assert changed, f"is_changed: {kind} {value!r} looked current"
         tried += 2
-        _count("api.get_version")
-        _count("api.is_changed")
+        count("api.get_version")
+        count("api.is_changed")
     assert tried >= 120
