@@ -25,12 +25,6 @@ from tests.hostile import MISSING, core_values, count, raw_values, report, signe
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _signer(settings: Any) -> None:
-    # The default names concurrency.forms, which re-exports this class.
-    settings.CONCURRENCY_FIELD_SIGNER = "concurrency.signing.VersionFieldSigner"
-
-
 @pytest.fixture
 def rows() -> tuple[Article, Article, SimpleConcurrentModel]:
     row = Article.objects.create(title="row")
@@ -44,7 +38,7 @@ def rows() -> tuple[Article, Article, SimpleConcurrentModel]:
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Iterator[None]:
     yield
-    print("\n" + report(""))
+    print("\n" + report("core."))
 
 
 # --- Signed versions (what forms, the admin and list_editable send back) ------
@@ -59,7 +53,7 @@ def test_unsign_version_refuses_every_hostile_value(rows: tuple[Any, ...]) -> No
             unsign_version(Article, row.pk, signed)
             pytest.fail(f"{kind} {value!r} was accepted")
         tried += 1
-        count("signing.unsign_version")
+        count("core.signing.unsign_version")
     assert unsign_version(Article, row.pk, sign_version(Article, row.pk, row.version)) == row.version
     assert tried >= 60
 
@@ -89,7 +83,7 @@ def test_save_with_hostile_version_never_writes(rows: tuple[Any, ...]) -> None:
         assert error is not None, f"{kind} {value!r}: a save with this version was accepted"
         assert snapshot() == before, f"{kind} {value!r} changed the database"
         tried += 1
-        count("Model.save")
+        count("core.Model.save")
     assert tried >= 70
 
 
@@ -106,7 +100,7 @@ def test_delete_with_hostile_version_never_deletes(rows: tuple[Any, ...]) -> Non
             pytest.fail(f"{kind} {value!r}: a delete with this version was accepted")
         assert snapshot() == before, f"{kind} {value!r} changed the database"
         tried += 1
-        count("Model.delete")
+        count("core.Model.delete")
     assert tried >= 70
 
 
@@ -127,6 +121,6 @@ def test_api_lookups_with_hostile_version_find_nothing(rows: tuple[Any, ...]) ->
             changed = True
         assert changed, f"is_changed: {kind} {value!r} looked current"
         tried += 2
-        count("api.get_version")
-        count("api.is_changed")
+        count("core.api.get_version")
+        count("core.api.is_changed")
     assert tried >= 120
