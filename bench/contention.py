@@ -2,10 +2,13 @@
 
 Each worker process has its own database connection; they stand for separate
 application servers. Every worker does K read-modify-write increments, either
-of one row or of a small hot set of rows, in four ways:
+of one row or of a small hot set of rows, in five ways:
 
     optimistic   versioned model; on RecordModifiedError re-read and re-apply
-                 (one atomic() per attempt)
+                 at once (one atomic() per attempt)
+    optimistic+backoff
+                 the same, sleeping a random 0..2 ms x 2^(conflicts - 1) (at most
+                 32 ms) before each retry ("full jitter")
     pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
     F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
     unversioned  plain model; read, add one, save: the bug this library fixes
@@ -41,7 +44,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "concurrency_bench_contention"
-MODES = ("optimistic", "pessimistic", "F()", "unversioned")
+MODES = ("optimistic", "optimistic+backoff", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
 
@@ -144,7 +147,8 @@ def worker(
 
     def increment(pk: int) -> None:
         nonlocal conflicts
-        if mode == "optimistic":
+        if mode.startswith("optimistic"):
+            failed = 0
             while True:
                 try:
                     with transaction.atomic():
@@ -154,6 +158,10 @@ def worker(
                     return
                 except RecordModifiedError:
                     conflicts += 1
+                    failed += 1
+                    if mode == "optimistic+backoff":
+                        # Full jitter: writers that collided must not collide again in step.
+                        time.sleep(rng.uniform(0, min(0.032, 0.002 * 2 ** (failed - 1))))
         elif mode == "pessimistic":
             with transaction.atomic():
                 plain = PlainCounter.objects.select_for_update().get(pk=pk)
@@ -190,7 +198,7 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
 
     from tests.demo.models import Counter, PlainCounter
 
-    model = Counter if mode == "optimistic" else PlainCounter
+    model = Counter if mode.startswith("optimistic") else PlainCounter
     model.objects.all().delete()
     count = 1 if workload == "one row" else HOT_ROWS
     pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]
