@@ -462,6 +462,23 @@ class TestTimeout:
         holder.commit()
         assert _row(pk) == (10, 2)
 
+    @pytest.mark.mysql
+    def test_max_statement_time_changes_nothing(self) -> None:
+        pk = Counter.objects.create(name="c").pk
+        victim = Counter.objects.get(pk=pk)
+        holder = _Holder(pk, add=10)
+
+        def save() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION max_statement_time = 0.3")
+            victim.value += 1
+            victim.save()
+
+        assert isinstance(Thread(save).finish(), DatabaseError)
+        assert victim.version == 1
+        holder.commit()
+        assert _row(pk) == (10, 2)
+
 
 @pytest.fixture
 def _server_vendor() -> None:
