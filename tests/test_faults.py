@@ -484,3 +484,16 @@ class TestTimeout:
 def _server_vendor() -> None:
     if connection.vendor not in ("postgresql", "mysql"):
         pytest.skip("needs a database server (PostgreSQL or MariaDB); CONCURRENCY_DB=sqlite")
+
+
+def test_saves_in_one_savepoint_share_one_commit_hook() -> None:
+    pk = Counter.objects.create(name="c").pk
+    row = Counter.objects.get(pk=pk)
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        for value in range(50):
+            row.value = value
+            row.save()
+        assert len(connection.run_on_commit) == 1
+        1 / 0  # noqa: B018
+    row.save()
+    assert (row.version, _row(pk)) == (2, (49, 2))

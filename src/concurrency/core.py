@@ -343,11 +343,12 @@ class _Uncommitted:
     the write, rolls back: still being queued means the write is still alive.
     """
 
-    __slots__ = ("committed", "connection", "new", "old", "queue")
+    __slots__ = ("committed", "connection", "new", "old", "queue", "savepoints")
 
     def __init__(self, connection: Any, old: Any, new: Any) -> None:
         self.connection = connection
         self.queue = connection.run_on_commit if connection is not None else None
+        self.savepoints = tuple(connection.savepoint_ids) if connection is not None else ()
         self.old = old
         self.new = new
         self.committed = connection is None
@@ -375,10 +376,18 @@ class _Uncommitted:
 
 def _track(instance: Model, using: str, old: Any, new: Any) -> None:
     connection = connections[using]
-    if connection.in_atomic_block:
-        write = _Uncommitted(connection, old, new)
-        connection.on_commit(write)
-        instance.__dict__.setdefault(_UNCOMMITTED, []).append(write)
+    if not connection.in_atomic_block:
+        return
+    writes = instance.__dict__.setdefault(_UNCOMMITTED, [])
+    if writes:
+        last = writes[-1]  # pending: _settle() just ran
+        if last.connection is connection and last.savepoints == tuple(connection.savepoint_ids):
+            # Saved again in the same savepoint: both writes live or die together.
+            last.new = new
+            return
+    write = _Uncommitted(connection, old, new)
+    connection.on_commit(write)
+    writes.append(write)
 
 
 def _settle(instance: Model, attname: str) -> None:
