@@ -22,8 +22,8 @@ interleaved, medians over rounds).
     python bench/contention.py -p 8 -k 1000 --rounds 1
     python bench/contention.py --db postgresql --rounds 5
 
-The tables live in a database of their own, ``concurrency_bench_contention`` (created and
-dropped here), never in the test databases.
+The tables live in a database of their own, ``concurrency_bench_contention_<pid>``
+(created and dropped here), never in the test databases.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "concurrency_bench_contention"
+# One database per run (per database process), so runs started at once do not collide.
+BENCH_DB = f"concurrency_bench_contention_{os.getpid()}"
 MODES = ("optimistic", "optimistic+backoff", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
