@@ -6,9 +6,10 @@ of one row or of a small hot set of rows, in five ways:
 
     optimistic   versioned model; on RecordModifiedError re-read and re-apply
                  at once (one atomic() per attempt)
-    optimistic+backoff
-                 the same, sleeping a random 0..2 ms x 2^(conflicts - 1) (at most
-                 32 ms) before each retry ("full jitter")
+    retry_on_conflict
+                 the same through concurrency.retry.retry_on_conflict(delay=2 ms,
+                 max_delay=32 ms): a random pause of 0..2 ms x 2^(conflicts - 1)
+                 before each retry ("full jitter")
     pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
     F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
     unversioned  plain model; read, add one, save: the bug this library fixes
@@ -45,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 # One database per run (per database process), so runs started at once do not collide.
 BENCH_DB = f"concurrency_bench_contention_{os.getpid()}"
-MODES = ("optimistic", "optimistic+backoff", "pessimistic", "F()", "unversioned")
+MODES = ("optimistic", "retry_on_conflict", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
 
@@ -130,6 +131,8 @@ def worker(
     from django.db.models import F
 
     from concurrency.exceptions import RecordModifiedError
+    from concurrency.retry import retry_on_conflict
+    from concurrency.signals import conflict_detected
     from tests.demo.models import Counter, PlainCounter
 
     queries = 0
@@ -146,10 +149,22 @@ def worker(
     barrier.wait()
     start = time.perf_counter()
 
+    @retry_on_conflict(attempts=10_000, delay=0.002, max_delay=0.032)
+    def increment_with_backoff(pk: int) -> None:
+        row = Counter.objects.get(pk=pk)
+        row.value += 1
+        row.save()
+
+    def count_conflict(**kwargs: Any) -> None:
+        nonlocal conflicts
+        conflicts += 1
+
+    if mode == "retry_on_conflict":
+        conflict_detected.connect(count_conflict, weak=False)
+
     def increment(pk: int) -> None:
         nonlocal conflicts
-        if mode.startswith("optimistic"):
-            failed = 0
+        if mode == "optimistic":
             while True:
                 try:
                     with transaction.atomic():
@@ -159,10 +174,8 @@ def worker(
                     return
                 except RecordModifiedError:
                     conflicts += 1
-                    failed += 1
-                    if mode == "optimistic+backoff":
-                        # Full jitter: writers that collided must not collide again in step.
-                        time.sleep(rng.uniform(0, min(0.032, 0.002 * 2 ** (failed - 1))))
+        elif mode == "retry_on_conflict":
+            increment_with_backoff(pk)
         elif mode == "pessimistic":
             with transaction.atomic():
                 plain = PlainCounter.objects.select_for_update().get(pk=pk)
@@ -199,7 +212,7 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
 
     from tests.demo.models import Counter, PlainCounter
 
-    model = Counter if mode.startswith("optimistic") else PlainCounter
+    model = Counter if mode in ("optimistic", "retry_on_conflict") else PlainCounter
     model.objects.all().delete()
     count = 1 if workload == "one row" else HOT_ROWS
     pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]
