@@ -17,12 +17,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from concurrency.signing import sign_version
+from tests.admin_forms import form_data
 from tests.demo.models import Article, SimpleConcurrentModel
 from tests.hostile import MISSING, count, raw_values, report, signed_values, snapshot
-
-# Runs once the admin layer (concurrency.admin, tests/admin_forms.py) is merged.
-pytest.importorskip("concurrency.admin")
-from tests.admin_forms import form_data
 
 pytestmark = pytest.mark.django_db
 
