@@ -154,7 +154,7 @@ class ConcurrencyActionMixin:
     ) -> list[tuple[str, int]] | None:
         """Split ``"<pk>,<version>"`` values; report a malformed one and return ``None``."""
         selection: list[tuple[str, int]] = []
-        to_python = model._meta.pk.to_python
+        pk_field = model._meta.pk
         for value in values:
             # The version is the last part: a string pk may contain commas.
             pk, sep, version = value.rpartition(",")
@@ -162,7 +162,8 @@ class ConcurrencyActionMixin:
                 if not sep or not pk:
                     raise ValueError(value)
                 parsed = int(version)
-                to_python(pk)
+                # The range validators refuse a pk the database driver cannot bind.
+                pk_field.run_validators(pk_field.to_python(pk))
             except (ValueError, ValidationError):
                 self.message_user(  # type: ignore[attr-defined]
                     request,
