@@ -108,3 +108,28 @@ def report(prefix: str) -> str:
     mine = {name: n for name, n in TRIED.items() if name.startswith(prefix)}
     detail = ", ".join(f"{name}: {n}" for name, n in sorted(mine.items()))
     return f"hostile inputs tried: {sum(mine.values())} ({detail})"
+
+
+def article_rows() -> tuple[Article, Article, SimpleConcurrentModel]:
+    """Create the row under attack (at version 2), another row, and a row of another model with its pk."""
+    row = Article.objects.create(title="row", status="draft")
+    row.save()  # version 2: not the initial one
+    other = Article.objects.create(title="other", status="draft")
+    foreign = SimpleConcurrentModel.objects.create(pk=row.pk, username="foreign")
+    return row, other, foreign
+
+
+def hostile(row: Any, other: Any, foreign: Any) -> list[tuple[str, Any]]:
+    """Return every hostile value for a signed version field of ``row``, and a stale genuine one."""
+    stale = sign_version(Article, row.pk, row.version - 1)
+    return [*raw_values(), *signed_values(row, other, foreign), ("stale", stale)]
+
+
+def with_value(data: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    """Return ``data`` with ``name`` set to ``value`` (or removed, for MISSING)."""
+    data = dict(data)
+    if value is MISSING:
+        data.pop(name, None)
+    else:
+        data[name] = "" if value is None else str(value)
+    return data

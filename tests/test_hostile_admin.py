@@ -15,42 +15,32 @@ from django.contrib.admin import helpers
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from concurrency.signing import sign_version
 from tests.admin_forms import form_data
 from tests.demo.models import Article, SimpleConcurrentModel
-from tests.hostile import MISSING, count, raw_values, report, signed_values, snapshot
+from tests.hostile import (
+    MISSING,
+    article_rows,
+    count,
+    hostile,
+    raw_values,
+    report,
+    signed_values,
+    snapshot,
+    with_value,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def rows() -> tuple[Article, Article, SimpleConcurrentModel]:
-    row = Article.objects.create(title="row", status="draft")
-    row.save()  # version 2: not the initial one
-    other = Article.objects.create(title="other", status="draft")
-    foreign = SimpleConcurrentModel.objects.create(pk=row.pk, username="foreign")
-    return row, other, foreign
+    return article_rows()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Iterator[None]:
     yield
     print("\n" + report("admin."))
-
-
-def hostile(row: Any, other: Any, foreign: Any) -> list[tuple[str, Any]]:
-    """Return every hostile value for a signed version field of ``row``, and a stale genuine one."""
-    stale = sign_version(Article, row.pk, row.version - 1)
-    return [*raw_values(), *signed_values(row, other, foreign), ("stale", stale)]
-
-
-def _with(data: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
-    data = dict(data)
-    if value is MISSING:
-        data.pop(name, None)
-    else:
-        data[name] = "" if value is None else str(value)
-    return data
 
 
 def _messages(response: Any) -> list[str]:
@@ -66,7 +56,7 @@ def test_admin_change_view_answers_every_hostile_version_with_a_form_error(
     before = snapshot()
     tried = 0
     for kind, value in hostile(row, other, foreign):
-        response = admin_client.post(url, _with(base, "version", value))
+        response = admin_client.post(url, with_value(base, "version", value))
         assert response.status_code == 200, f"{kind} {value!r}: {response.status_code}"
         assert response.context["adminform"].form.errors, f"{kind} {value!r}: no form error"
         assert snapshot() == before, f"{kind} {value!r} changed the database"
@@ -116,7 +106,7 @@ def test_list_editable_refuses_every_hostile_row_version(admin_client: Any, rows
     before = snapshot()
     tried = 0
     for kind, value in hostile(row, other, foreign):
-        response = admin_client.post(url, _with(base, name, value))
+        response = admin_client.post(url, with_value(base, name, value))
         if response.status_code == 302:
             # The default policy saves the other rows and names the refused one.
             assert kind == "stale", f"{kind} {value!r}: redirected as if saved"
