@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "src"), str(ROOT)]
@@ -101,3 +102,32 @@ def create_tables(*models: type) -> None:
     with connection.schema_editor() as editor:
         for model in models:
             editor.create_model(model)
+
+
+def cli(
+    doc: str | None,
+    run: Any,
+    *,
+    rounds: int,
+    block: int,
+    dbs: tuple[str, ...] = ("sqlite-mem", "sqlite", "postgresql", "mariadb"),
+) -> None:
+    """Parse ``--db/--rounds/--block`` and call ``run(db, rounds, block)``.
+
+    ``--db all`` runs each database in a fresh interpreter: Django is
+    configured once per process.
+    """
+    import argparse
+    import subprocess
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="all")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--block", type=int, default=block)
+    args = parser.parse_args()
+    if args.db != "all":
+        run(args.db, args.rounds, args.block)
+        return
+    for db in dbs:
+        cmd = [sys.argv[0], "--db", db, "--rounds", str(args.rounds), "--block", str(args.block)]
+        subprocess.run([sys.executable, *cmd], check=True)

@@ -12,11 +12,8 @@ baseline and the SQL statements of one submit (is_valid + save).
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -102,26 +99,7 @@ def run(db: str, rounds: int, block: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", default="all")
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--block", type=int, default=10)
-    args = parser.parse_args()
-    if args.db == "all":
-        for db in ("sqlite-mem", "postgresql", "mariadb"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--db",
-                db,
-                "--rounds",
-                str(args.rounds),
-                "--block",
-                str(args.block),
-            ]
-            subprocess.run(cmd, check=True)
-        return
-    run(args.db, args.rounds, args.block)
+    _setup.cli(__doc__, run, rounds=30, block=10, dbs=("sqlite-mem", "postgresql", "mariadb"))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,8 @@ time per request, the ratio to plain and the SQL statements per request.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -125,28 +122,7 @@ def run(db: str, rounds: int, block: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--db", default="all")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--block", type=int, default=10)
-    args = parser.parse_args()
-    if args.db == "all":
-        for db in ("sqlite-mem", "sqlite", "postgresql", "mariadb"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--db",
-                db,
-                "--rounds",
-                str(args.rounds),
-                "--block",
-                str(args.block),
-            ]
-            subprocess.run(cmd, check=True)
-        return
-    run(args.db, args.rounds, args.block)
+    _setup.cli(__doc__, run, rounds=20, block=10)
 
 
 if __name__ == "__main__":

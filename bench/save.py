@@ -10,11 +10,8 @@ statements per save. Run with the project's virtualenv (python3 dev.py bench).
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
-import subprocess
-import sys
 import time
 
 import _setup
@@ -72,26 +69,7 @@ def run(db: str, rounds: int, block: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", default="all")
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--block", type=int, default=25)
-    args = parser.parse_args()
-    if args.db == "all":
-        for db in ("sqlite-mem", "sqlite", "postgresql", "mariadb"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--db",
-                db,
-                "--rounds",
-                str(args.rounds),
-                "--block",
-                str(args.block),
-            ]
-            subprocess.run(cmd, check=True)
-        return
-    run(args.db, args.rounds, args.block)
+    _setup.cli(__doc__, run, rounds=60, block=25)
 
 
 if __name__ == "__main__":
