@@ -24,13 +24,15 @@ class ConcurrencyMiddleware:
     Works in both sync and async stacks. Only errors that reach the view layer
     are seen: code that catches ``RecordModifiedError`` itself (``ConcurrentForm``
     users, the admin) handles conflicts its own way.
+
+    ``ConcurrencyMiddleware()`` without ``get_response``, as old-style code and
+    tests build it, can only be asked to ``process_exception()``.
     """
 
     sync_capable = True
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any] | None = None) -> None:
-        # Without get_response (old-style code and tests) only process_exception() is usable.
         self.get_response = get_response
         self.is_async = get_response is not None and iscoroutinefunction(get_response)
         if self.is_async:
