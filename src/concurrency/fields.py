@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -398,6 +399,8 @@ def _manage(model: Any, field: VersionField) -> None:
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
     model._do_update = core.versioned_do_update
     model.get_concurrency_version = _get_concurrency_version
+    if isinstance(field, TriggerVersionField):
+        _accept_refetch(model)
     if model._meta.apps is not global_apps:
         # A historical model rendered by migrations: saves are checked, but
         # deletes are not, so that long migrate runs leave no receivers behind.
@@ -405,6 +408,29 @@ def _manage(model: Any, field: VersionField) -> None:
     pre_delete.connect(
         core.check_delete, sender=model, dispatch_uid=f"concurrency.check_delete.{model._meta.label}"
     )
+
+
+def _accept_refetch(model: Any) -> None:
+    """Let ``save()`` take django-concurrency's ``refetch`` keyword (models with a TriggerVersionField).
+
+    django-concurrency assumed its trigger added one, and offered
+    ``save(refetch=True)`` to read the stored version instead. Here the save
+    always reads the stored version back in the UPDATE itself, so the keyword
+    costs nothing; with it, ``save()`` returns the instance, as
+    django-concurrency returned its refetched copy. The model's own ``save()``
+    (or the one it inherits) is wrapped once per class that defines one.
+    """
+    save = model.save
+    if getattr(save, "_concurrency_refetch", False):
+        return
+
+    @functools.wraps(save)
+    def save_accepting_refetch(self: Any, *args: Any, refetch: bool = False, **kwargs: Any) -> Any:
+        save(self, *args, **kwargs)
+        return self if refetch else None
+
+    save_accepting_refetch._concurrency_refetch = True  # type: ignore[attr-defined]
+    model.save = save_accepting_refetch
 
 
 def _get_concurrency_version(self: Any) -> Any:
