@@ -264,7 +264,7 @@ def _loaded_version(instance: Any, field: VersionField) -> tuple[Any, bool]:
     if not is_checked(instance):
         return getattr(instance, field.attname), False
     data = instance.__dict__
-    if field.attname not in data:
+    if field.attname not in data or LATE in data:
         raise VersionNotLoadedError(instance)
     settle(instance)
     old = data[field.attname]
@@ -397,6 +397,8 @@ def save_update(
 # write counts as rolled back: the worst outcome is a false conflict.
 
 WRITES = "_concurrency_writes"
+# Set on an instance whose deferred version was loaded after the rest of its row.
+LATE = "_concurrency_late"
 
 
 class _Commit:

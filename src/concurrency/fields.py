@@ -46,13 +46,19 @@ class _VersionAttribute(DeferredAttribute):
         try:
             return data[self.field.attname]
         except KeyError:
-            return super().__get__(instance, cls)
+            value = super().__get__(instance, cls)
+        # Deferred (only()/defer()) and loaded now: newer than the rest of the
+        # row, so a checked write of this instance is refused (core.held_version).
+        data[core.LATE] = True
+        return value
 
     def __set__(self, instance: Any, value: Any) -> None:
         data = instance.__dict__
         data[self.field.attname] = value
         if core.WRITES in data:
             del data[core.WRITES]
+        if core.LATE in data:
+            del data[core.LATE]
 
 
 class VersionField(models.BigIntegerField):
