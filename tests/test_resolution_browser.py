@@ -164,6 +164,8 @@ class ResolutionBrowserTests(StaticLiveServerTestCase):
         assert row.locator("input[name=_save].default").is_visible()
         assert row.locator("input[name=_continue]").is_visible()
         assert row.locator("a.closelink").inner_text() == "Discard my changes"
+        # Styled by the admin's forms.css, as on the change form.
+        assert row.evaluate("element => getComputedStyle(element).display") == "flex"
         assert violations == []
         _save(alice)
         assert alice.url.endswith("/admin/demo/article/")
