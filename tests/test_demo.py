@@ -143,9 +143,10 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.parametrize(
-    "document", ["README.md", "docs/guide/admin.rst", "docs/guide/conflict-resolution.rst"]
-)
+DOCUMENTS = ["README.md", "docs/guide/admin.rst", "docs/guide/conflict-resolution.rst", "docs/guide/forms.rst"]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
 def test_docs_show_the_committed_screenshots(document: str) -> None:
     text = (ROOT / document).read_text()
     shown = set(re.findall(r"screenshots/([\w-]+\.png)", text))
@@ -153,7 +154,7 @@ def test_docs_show_the_committed_screenshots(document: str) -> None:
     for name in shown:
         assert _png_size(SCREENSHOTS / name)[0] >= 1000
     everywhere = set()
-    for doc in ("README.md", "docs/guide/admin.rst", "docs/guide/conflict-resolution.rst"):
+    for doc in DOCUMENTS:
         everywhere |= set(re.findall(r"screenshots/([\w-]+\.png)", (ROOT / doc).read_text()))
     assert everywhere == set(PICTURES)
 
