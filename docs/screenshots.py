@@ -52,7 +52,7 @@ def _wait_for(url: str, server: subprocess.Popen[bytes], seconds: float = 90) ->
         if server.poll() is not None:
             raise SystemExit(f"the demo server exited with status {server.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=5)  # noqa: S310 (a local URL)
+            urllib.request.urlopen(url, timeout=5)
             return
         except urllib.error.HTTPError:
             return
@@ -125,7 +125,9 @@ def shoot(browser: Any, base_url: str, output: Path) -> list[Path]:
     bob.page.goto("/admin/demo/article/")
 
     def row(person: Person, name: str) -> Any:
-        return person.page.locator("#result_list tbody tr", has=person.page.get_by_role("link", name=name, exact=True))
+        return person.page.locator(
+            "#result_list tbody tr", has=person.page.get_by_role("link", name=name, exact=True)
+        )
 
     row(alice, "Style guide").locator("select[name$='-status']").select_option("published")
     alice.submit("input[name=_save]")
@@ -154,8 +156,12 @@ def shoot(browser: Any, base_url: str, output: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=OUTPUT, help=f"folder for the PNG files (default: {OUTPUT})")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output", type=Path, default=OUTPUT, help=f"folder for the PNG files (default: {OUTPUT})"
+    )
     options = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)

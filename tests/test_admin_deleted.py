@@ -18,7 +18,10 @@ from tests.demo.models import Article, Category, Item
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.plain_admin")]
 
-GONE = "Article with ID “{pk}” was deleted by someone else while you were editing it, so your changes were not saved."
+GONE = (
+    "Article with ID “{pk}” was deleted by someone else while you were editing it, "
+    "so your changes were not saved."
+)
 
 
 def _change_url(obj: Any, site: str = "admin") -> str:

@@ -49,9 +49,13 @@ def test_demo_admin_names_objects_and_links_them(admin_client: Any) -> None:
     assert 'value="Screwdriver"' in page
 
     for obj, name in ((article, "Roadmap"), (item, "Screwdriver")):
-        changelist = admin_client.get(reverse(f"admin:demo_{obj._meta.model_name}_changelist")).content.decode()
+        changelist = admin_client.get(
+            reverse(f"admin:demo_{obj._meta.model_name}_changelist")
+        ).content.decode()
         link = reverse(f"admin:demo_{obj._meta.model_name}_change", args=[obj.pk])
-        assert re.search(rf'<th class="field-__str__"><a href="{re.escape(link)}[^"]*">{name}</a></th>', changelist)
+        assert re.search(
+            rf'<th class="field-__str__"><a href="{re.escape(link)}[^"]*">{name}</a></th>', changelist
+        )
 
 
 # Outside a test transaction, as in production: the refused save breaks the request's transaction.
@@ -72,7 +76,9 @@ def test_demo_edit_page_answers_a_stale_save_with_the_409_page(client: Any) -> N
 def test_demo_settings_install_the_middleware() -> None:
     env = {**os.environ, "CONCURRENCY_DEMO": "1"}
     code = "from tests import settings; print(settings.MIDDLEWARE[-1])"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "concurrency.middleware.ConcurrencyMiddleware"
 
 
@@ -80,7 +86,9 @@ def test_demo_settings_install_the_middleware() -> None:
 
 
 def test_dev_help_lists_every_command() -> None:
-    out = subprocess.run([sys.executable, "dev.py", "help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "dev.py", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     for command in ("demo", "test", "bench", "manage", "setup [GROUPS]", "screenshots"):
         assert f"python3 dev.py {command}" in out.stdout
     assert "setup test docs" in out.stdout
@@ -143,7 +151,12 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-DOCUMENTS = ["README.md", "docs/guide/admin.rst", "docs/guide/conflict-resolution.rst", "docs/guide/forms.rst"]
+DOCUMENTS = [
+    "README.md",
+    "docs/guide/admin.rst",
+    "docs/guide/conflict-resolution.rst",
+    "docs/guide/forms.rst",
+]
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
-from django.conf import settings
 from django.test import override_settings
 
 from tests.demo.models import Article
@@ -128,10 +128,12 @@ class ResolutionBrowserTests(StaticLiveServerTestCase):
         alice = _login(browser, self.live_server_url, "alice")
         bob = _login(browser, self.live_server_url, "bob")
         violations: list[str] = []
-        alice.on(
-            "console",
-            lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
-        )
+
+        def report(message: Any) -> None:
+            if "Content Security Policy" in message.text:
+                violations.append(message.text)
+
+        alice.on("console", report)
         alice.goto(url)
         bob.goto(url)
         bob.fill("#id_title", "Bob's title")

@@ -514,14 +514,20 @@ def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
         return str(ConcurrentForm.default_error_messages["deleted" if deleted else "changed"])
     values = {"name": str(type(target)._meta.verbose_name), "obj": _describe(target)}
     if deleted:
-        return _(
-            "Someone else deleted %(name)s %(obj)s after you opened it, so your changes were not saved. "
+        return (
+            _(
+                "Someone else deleted %(name)s %(obj)s after you opened it, so your changes were not saved. "
+                "Reload the page to see the current values, then make your changes again."
+            )
+            % values
+        )
+    return (
+        _(
+            "Someone else changed %(name)s %(obj)s after you opened it, so your changes were not saved. "
             "Reload the page to see the current values, then make your changes again."
-        ) % values
-    return _(
-        "Someone else changed %(name)s %(obj)s after you opened it, so your changes were not saved. "
-        "Reload the page to see the current values, then make your changes again."
-    ) % values
+        )
+        % values
+    )
 
 
 class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
@@ -633,10 +639,13 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
                 "%(verbose_name)s."
             ) % {**values, "verbose_name": opts.verbose_name}
         else:
-            message = _(
-                "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
-                "your changes were not saved. Your input is kept below so that you can copy it."
-            ) % values
+            message = (
+                _(
+                    "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
+                    "your changes were not saved. Your input is kept below so that you can copy it."
+                )
+                % values
+            )
         form.add_error(None, message)
         formsets: list[Any] = []
         inline_instances: list[Any] = []
@@ -654,7 +663,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
                 inline_instances.append(inline)
         admin_form = helpers.AdminForm(
             form,
-            list(fieldsets),
+            list(fieldsets),  # type: ignore[arg-type]  # the stubs' fieldsets types disagree
             self.get_prepopulated_fields(request, None) if may_add else {},
             self.get_readonly_fields(request, None) if may_add else flatten_fieldsets(fieldsets),
             model_admin=self,
@@ -679,9 +688,13 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             "concurrency_may_add": may_add,
             **(extra_context or {}),
         }
-        response = self.render_change_form(request, context, add=True, change=False, obj=None, form_url=form_url)
+        response = self.render_change_form(
+            request, context, add=True, change=False, obj=None, form_url=form_url
+        )
         if isinstance(response, TemplateResponse) and response.context_data is not None:
-            response.context_data["concurrency_change_form"] = select_template(response.template_name)
+            response.context_data["concurrency_change_form"] = select_template(
+                response.template_name  # type: ignore[arg-type]  # render_change_form gives names
+            )
             response.template_name = "concurrency/change_form_deleted.html"
         response.status_code = 409
         return response
