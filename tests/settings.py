@@ -49,6 +49,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if DEMO:
+    # The demo's plain HTML edit page (/plain/articles/<pk>/edit/) shows the 409 page.
+    MIDDLEWARE.append("concurrency.middleware.ConcurrencyMiddleware")
 
 TEMPLATES = [
     {
@@ -105,4 +108,5 @@ def _database(name: str) -> dict:
 
 DATABASES = {"default": _database("default"), "other": _database("other")}
 if DEMO:
-    DATABASES["default"]["NAME"] = BASE_DIR / "demo.sqlite3"
+    # CONCURRENCY_DEMO_DB: another file, e.g. for `python3 dev.py screenshots`.
+    DATABASES["default"]["NAME"] = os.environ.get("CONCURRENCY_DEMO_DB") or BASE_DIR / "demo.sqlite3"

@@ -143,7 +143,12 @@ def test_inline_conflict_refuses_the_whole_save(admin_client: Any) -> None:
     response = admin_client.post(change_url(category), data)
     assert response.status_code == 200
     html = response.content.decode()
-    assert "was changed by someone else" in html
+    # The same words as the parent form's own check: the change may be long past.
+    assert (
+        "Someone else changed item “mine” after you opened it, so your changes were not saved. "
+        "Reload the page to see the current values, then make your changes again."
+    ) in html
+    assert "while you were saving" not in html
     assert 'value="mine"' in html
     assert 'value="Tools renamed"' in html
     assert not any(SUCCESS in m for m in texts(response))

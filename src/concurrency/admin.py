@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import flatten_fieldsets, model_ngettext
+from django.contrib.admin.options import TO_FIELD_VAR
+from django.contrib.admin.utils import flatten_fieldsets, model_ngettext, unquote
 from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import select_template
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
@@ -491,21 +494,40 @@ class _RefusedForm(forms.BaseForm):
     def clean(self) -> dict[str, Any] | None:
         cleaned_data = super().clean()
         if not self.errors:
-            self.add_error(None, _refused_message(self.concurrency_refused))
+            self.add_error(None, _refused_message(self.concurrency_refused, getattr(self, "instance", None)))
         return cleaned_data
 
 
-def _refused_message(error: RecordModifiedError) -> str:
+def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
+    """Say why a save was refused, in the words of the form's own early check.
+
+    The change may have landed long before the save (inline rows are checked
+    only by the ``UPDATE``), so the message does not say when it happened.
+    """
     target = error.target
-    verb = _("deleted") if error.db_version is None else _("changed")
-    return _(
-        "%(name)s %(obj)s was %(verb)s by someone else while you were saving, so nothing was saved. "
-        "Your input is kept below; reload the page in another tab to see the current values."
-    ) % {
-        "name": capfirst(str(type(target)._meta.verbose_name)) if target is not None else _("A record"),
-        "obj": _describe(target) if target is not None else "",
-        "verb": verb,
-    }
+    deleted = error.db_version is None
+    if target is None or (
+        edited is not None
+        and type(target)._meta.concrete_model is type(edited)._meta.concrete_model
+        and target.pk == edited.pk
+    ):
+        return str(ConcurrentForm.default_error_messages["deleted" if deleted else "changed"])
+    values = {"name": str(type(target)._meta.verbose_name), "obj": _describe(target)}
+    if deleted:
+        return (
+            _(
+                "Someone else deleted %(name)s %(obj)s after you opened it, so your changes were not saved. "
+                "Reload the page to see the current values, then make your changes again."
+            )
+            % values
+        )
+    return (
+        _(
+            "Someone else changed %(name)s %(obj)s after you opened it, so your changes were not saved. "
+            "Reload the page to see the current values, then make your changes again."
+        )
+        % values
+    )
 
 
 class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
@@ -550,6 +572,8 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     ) -> HttpResponse:
         if request.method != "POST":
             return super().changeform_view(request, object_id, form_url, extra_context)
+        if object_id is not None and self._is_gone(request, object_id):
+            return self.response_deleted(request, object_id, form_url, extra_context)
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except RecordModifiedError as error:
@@ -570,8 +594,110 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         Show the form again, with the user's input and the reason. Override it
         to answer differently (``ConflictResolutionMixin`` shows its resolution page).
         """
+        if object_id is not None and self._is_gone(request, object_id):
+            return self.response_deleted(request, object_id, form_url, extra_context)
         request._concurrency_refused = error  # type: ignore[attr-defined]
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _is_gone(self, request: HttpRequest, object_id: str) -> bool:
+        """Return whether a change form was posted for an object this user can no longer find.
+
+        "Save as new" and users without change permission take Django's own path.
+        """
+        if "_saveasnew" in request.POST or not self.has_change_permission(request, None):
+            return False
+        to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+        if to_field and not self.to_field_allowed(request, to_field):
+            return False
+        return self.get_object(request, unquote(object_id), to_field) is None
+
+    def response_deleted(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Answer a change form posted for an object that is gone (deleted while the user edited it).
+
+        Django would redirect to the admin index and drop the input. Show the
+        form again instead, with the user's input and the reason; a user who
+        may add objects gets a "Save as new" button (Django's own
+        ``_saveasnew``, inline rows included) to keep their work as a new object.
+        """
+        opts = self.opts
+        may_add = self.has_add_permission(request)
+        fieldsets = self.get_fieldsets(request, None)
+        form_class = self.get_form(request, None, change=False, fields=flatten_fieldsets(fieldsets))
+        form = form_class(request.POST, request.FILES)
+        form.is_valid()
+        values = {"name": capfirst(str(opts.verbose_name)), "key": object_id}
+        if may_add:
+            message = _(
+                "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
+                "your changes were not saved. Your input is kept below: “Save as new” adds it as a new "
+                "%(verbose_name)s."
+            ) % {**values, "verbose_name": opts.verbose_name}
+        else:
+            message = (
+                _(
+                    "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
+                    "your changes were not saved. Your input is kept below so that you can copy it."
+                )
+                % values
+            )
+        form.add_error(None, message)
+        formsets: list[Any] = []
+        inline_instances: list[Any] = []
+        if may_add:
+            prefixes: dict[str, int] = {}
+            for formset_class, inline in self.get_formsets_with_inlines(request):
+                prefix = formset_class.get_default_prefix()
+                prefixes[prefix] = prefixes.get(prefix, 0) + 1
+                if prefixes[prefix] != 1 or not prefix:
+                    prefix = f"{prefix}-{prefixes[prefix]}"
+                kwargs = self.get_formset_kwargs(request, form.instance, inline, prefix)
+                # Rows of the deleted object become new rows, as with "Save as new".
+                kwargs["save_as_new"] = True
+                formsets.append(formset_class(**kwargs))
+                inline_instances.append(inline)
+        admin_form = helpers.AdminForm(
+            form,
+            list(fieldsets),  # type: ignore[arg-type]  # the stubs' fieldsets types disagree
+            self.get_prepopulated_fields(request, None) if may_add else {},
+            self.get_readonly_fields(request, None) if may_add else flatten_fieldsets(fieldsets),
+            model_admin=self,
+        )
+        media = self.media + admin_form.media
+        inline_formsets = self.get_inline_formsets(request, formsets, inline_instances, None)
+        for inline_formset in inline_formsets:
+            media += inline_formset.media
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("%(name)s deleted by someone else") % {"name": capfirst(str(opts.verbose_name))},
+            "subtitle": None,
+            "adminform": admin_form,
+            "object_id": None,
+            "original": None,
+            "is_popup": False,
+            "to_field": None,
+            "media": media,
+            "inline_admin_formsets": inline_formsets,
+            "errors": helpers.AdminErrorList(form, formsets),
+            "preserved_filters": self.get_preserved_filters(request),
+            "concurrency_may_add": may_add,
+            **(extra_context or {}),
+        }
+        response = self.render_change_form(
+            request, context, add=True, change=False, obj=None, form_url=form_url
+        )
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            response.context_data["concurrency_change_form"] = select_template(
+                response.template_name  # type: ignore[arg-type]  # render_change_form gives names
+            )
+            response.template_name = "concurrency/change_form_deleted.html"
+        response.status_code = 409
+        return response
 
     # -- system checks ------------------------------------------------------
 

@@ -131,10 +131,19 @@ def read_snapshot(model: type[models.Model], pk: Any, value: str) -> tuple[Any, 
         raise ValueError("invalid conflict snapshot") from exc
 
 
+class _SnapshotField(forms.CharField):
+    """The hidden snapshot: bookkeeping, never a change the user made (nor one the admin logs)."""
+
+    widget = forms.HiddenInput
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False
+
+
 class _SnapshotForm(forms.ModelForm):
     """Adds the hidden, signed snapshot of what the form showed."""
 
-    _concurrency_base = forms.CharField(widget=forms.HiddenInput, required=False)
+    _concurrency_base = _SnapshotField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -367,7 +376,8 @@ class ConflictResolutionMixin:
             return None
         if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
             return None
-        if RESOLVE_FIELD in request.POST:
+        again = RESOLVE_FIELD in request.POST
+        if again:
             request.POST = self._merged_post(request.POST)  # type: ignore[assignment]
         try:
             version, shown, base = read_snapshot(model, obj.pk, request.POST[BASE_FIELD])
@@ -378,7 +388,7 @@ class ConflictResolutionMixin:
             return None
         form_class = self.get_form(request, obj, change=True)
         merge = three_way(form_class, obj, base, request.POST)
-        return self.render_resolution(request, obj, merge, shown)
+        return self.render_resolution(request, obj, merge, shown, again=again)
 
     def _merged_post(self, post: QueryDict) -> QueryDict:
         """Build the change form's POST from the choices made on the resolution page."""
@@ -396,9 +406,12 @@ class ConflictResolutionMixin:
         return merged
 
     def render_resolution(
-        self, request: HttpRequest, obj: models.Model, merge: Merge, shown: datetime
+        self, request: HttpRequest, obj: models.Model, merge: Merge, shown: datetime, *, again: bool = False
     ) -> HttpResponse:
-        """Render the resolution page, from the template ``resolve_conflict_template``."""
+        """Render the resolution page, from the template ``resolve_conflict_template``.
+
+        ``again`` is true when the page itself was submitted and the row had changed once more.
+        """
         opts = obj._meta
         theirs_snapshot = snapshot(self.get_form(request, obj, change=True)(instance=obj))
         hidden: Items = [(BASE_FIELD, theirs_snapshot), (RESOLVE_FIELD, "1"), *merge.version_items]
@@ -424,6 +437,7 @@ class ConflictResolutionMixin:
             "hidden": [(k, v) for k, v in hidden if k != "csrfmiddlewaretoken"],
             "changes": changed_by(obj, shown),
             "shown": shown,
+            "again": again,
             "choice_prefix": CHOICE_PREFIX,
             "has_view_permission": True,
             "app_label": opts.app_label,

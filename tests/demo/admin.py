@@ -29,8 +29,9 @@ def publish(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
 class ArticleAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
     """A stale change form shows the field-by-field resolution page."""
 
-    list_display = ["title", "status", "version"]
-    list_display_links = ["version"]
+    # The title is editable in the list, so the first column links to the change form.
+    list_display = ["__str__", "title", "status", "version"]
+    list_display_links = ["__str__"]
     list_editable = ["title", "status"]
     list_filter = ["status"]
     search_fields = ["title"]
@@ -54,7 +55,7 @@ class CategoryAdmin(ConcurrentModelAdmin):
 
 @admin.register(Item)
 class ItemAdmin(ConcurrentModelAdmin):
-    list_display = ["name", "category", "version"]
-    list_display_links = ["version"]
+    list_display = ["__str__", "name", "category", "version"]
+    list_display_links = ["__str__"]
     list_editable = ["name", "category"]
     list_filter = ["category"]

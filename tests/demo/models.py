@@ -147,11 +147,20 @@ class Category(models.Model):
     name = models.CharField(max_length=30)
     version = AutoIncVersionField()
 
+    class Meta:
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class Item(models.Model):
     category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=30)
     version = AutoIncVersionField()
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class CustomVersionField(models.Model):
@@ -206,6 +215,9 @@ class PlainRow(models.Model):
 
 class Tag(models.Model):
     name = models.CharField(max_length=30)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ConditionalArticle(models.Model):
