@@ -16,6 +16,7 @@ from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
 from . import core
+from .compat import is_history_copy
 
 __all__ = [
     "AutoIncVersionField",
@@ -53,6 +54,13 @@ class VersionField(models.BigIntegerField):
         return name, path, args, kwargs
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        if is_history_copy(cls):
+            # django-simple-history copies every field into its historical
+            # model; there the version is a record of what was saved, never
+            # checked, so the copy becomes the plain integer it stores.
+            self.__class__ = models.BigIntegerField  # type: ignore[assignment]
+            models.BigIntegerField.contribute_to_class(self, cls, name, private_only=private_only)
+            return
         super().contribute_to_class(cls, name, private_only=private_only)
         if cls._meta.abstract:
             return
@@ -86,6 +94,18 @@ class VersionField(models.BigIntegerField):
                     hint="Use a single-column primary key, or remove the version field.",
                     obj=model,
                     id="concurrency.E002",
+                )
+            )
+        override = _foreign_do_update(model)
+        if override is not None:
+            errors.append(
+                checks.Warning(
+                    f"{model._meta.label} inherits _do_update() from {override.__qualname__}, "
+                    "which its version field replaces: that override is never called.",
+                    hint="The version check refuses every stale save on its own; drop the override "
+                    "(see 'Using with other libraries' in the documentation).",
+                    obj=model,
+                    id="concurrency.W010",
                 )
             )
         return errors
@@ -376,6 +396,17 @@ def _manage(model: Any, field: VersionField) -> None:
     pre_delete.connect(
         core.check_delete, sender=model, dispatch_uid=f"concurrency.check_delete.{model._meta.label}"
     )
+
+
+def _foreign_do_update(model: type[models.Model]) -> type | None:
+    """Return the class, other than Django's and ours, whose ``_do_update`` ``model`` would have had."""
+    for klass in model.__mro__[1:]:
+        method = klass.__dict__.get("_do_update")
+        if method is not None:
+            if klass is models.Model or method is core.versioned_do_update:
+                return None
+            return klass
+    return None
 
 
 def _get_concurrency_version(self: Any) -> Any:
