@@ -73,15 +73,15 @@ def patch_ticket(request: HttpRequest, pk: int, payload: TicketPatch) -> Ticket:
     return _save(ticket, payload.dict(exclude_unset=True))
 
 
-@api.delete("/tickets/{pk}", response={204: None})
+@api.delete("/tickets/{pk}")
 @preconditions
-def delete_ticket(request: HttpRequest, pk: int) -> tuple[int, None]:
+def delete_ticket(request: HttpRequest, pk: int) -> HttpResponse:
     ticket = apply_preconditions(request, get_object_or_404(Ticket, pk=pk))
     for hook in BEFORE_SAVE:
         hook(ticket)
     with transaction.atomic():
         ticket.delete()
-    return 204, None
+    return HttpResponse(status=204)
 
 
 @api.put("/lenient/tickets/{pk}", response=TicketOut)
@@ -109,6 +109,6 @@ async def aput_ticket(request: HttpRequest, pk: int, payload: TicketIn) -> Ticke
 
 
 @api.get("/plain/tickets/{pk}", response=TicketOut)
-def plain_get_ticket(request: HttpRequest, pk: int) -> Ticket | HttpResponse:
+def plain_get_ticket(request: HttpRequest, pk: int) -> Ticket:
     """An operation without preconditions: no ETag."""
     return get_object_or_404(Ticket, pk=pk)
