@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import models, transaction
+from django.urls import reverse
 
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import VersionField
+from tests.admin_forms import form_data
 from tests.interop.models import Document, Memo
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +112,58 @@ def test_revert_with_the_history_rows_own_version_is_refused() -> None:
     with pytest.raises(RecordModifiedError), transaction.atomic():
         doc.history.earliest("history_id").instance.save()
     assert Document.objects.get(pk=doc.pk).title == "final"
+
+
+# -- SimpleHistoryAdmin beside ConcurrentModelAdmin (tests/interop/admin.py) ---------
+
+
+def revert_url(doc: Document, record: Any) -> str:
+    return reverse("interop:interop_document_simple_history", args=[doc.pk, record.history_id])
+
+
+@pytest.fixture
+def edited() -> Document:
+    doc = Document.objects.create(title="draft", body="one")
+    doc.title, doc.body = "final", "two"
+    doc.save()
+    return doc
+
+
+@pytest.mark.urls("tests.interop.urls")
+def test_admin_revert_saves_the_old_values_as_a_new_version(admin_client: Any, edited: Document) -> None:
+    url = revert_url(edited, edited.history.earliest("history_id"))
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert 'class="concurrency-version">2<' in page.content.decode()  # the current version
+    response = admin_client.post(url, form_data(page.content, "historicaldocument_form"))
+    assert response.status_code == 302
+    row = Document.objects.get(pk=edited.pk)
+    assert (row.title, row.body, row.version) == ("draft", "one", 3)
+
+
+@pytest.mark.urls("tests.interop.urls")
+def test_admin_revert_after_someone_else_saved_is_refused(admin_client: Any, edited: Document) -> None:
+    url = revert_url(edited, edited.history.earliest("history_id"))
+    data = form_data(admin_client.get(url).content, "historicaldocument_form")
+    other = Document.objects.get(pk=edited.pk)
+    other.body = "edited while the revert page was open"
+    other.save()
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "Someone else changed this record" in response.content.decode()
+    row = Document.objects.get(pk=edited.pk)
+    assert (row.title, row.body, row.version) == ("final", "edited while the revert page was open", 3)
+
+
+@pytest.mark.urls("tests.interop.urls")
+def test_without_the_recipe_the_admin_refuses_every_revert_but_the_last(
+    admin_client: Any, edited: Document
+) -> None:
+    url = reverse(
+        "interop_plain_history:interop_document_simple_history",
+        args=[edited.pk, edited.history.earliest("history_id").history_id],
+    )
+    response = admin_client.post(url, form_data(admin_client.get(url).content, "historicaldocument_form"))
+    assert response.status_code == 200
+    assert "Someone else changed this record" in response.content.decode()
+    assert Document.objects.get(pk=edited.pk).version == 2
