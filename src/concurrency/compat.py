@@ -22,7 +22,6 @@ else:
     from django.db.transaction import savepoint as savepoint_create
 
 
-
 def is_history_copy(model: type) -> bool:
     """Return whether ``model`` is a historical model of django-simple-history being built."""
     return isinstance(model.__dict__.get("instance_type"), type) and any(

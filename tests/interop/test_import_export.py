@@ -22,7 +22,9 @@ def books() -> list[Book]:
     ]
 
 
-def table(*rows: tuple[str, ...], headers: tuple[str, ...] = ("isbn", "title", "price", "version")) -> tablib.Dataset:
+def table(
+    *rows: tuple[str, ...], headers: tuple[str, ...] = ("isbn", "title", "price", "version")
+) -> tablib.Dataset:
     return tablib.Dataset(*rows, headers=list(headers))
 
 

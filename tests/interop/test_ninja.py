@@ -112,9 +112,13 @@ def test_write_landing_after_the_check_is_refused_by_the_update_itself(
     client: Client, ticket: Ticket, meanwhile: list[Any]
 ) -> None:
     etag = make_etag(ticket)
-    meanwhile.append(lambda t: Ticket.objects.filter(pk=t.pk).update(status="closed", version=F("version") + 1))
+    meanwhile.append(
+        lambda t: Ticket.objects.filter(pk=t.pk).update(status="closed", version=F("version") + 1)
+    )
     response = client.patch(
-        URL.format(ticket.pk), json.dumps({"title": "late"}), content_type="application/json",
+        URL.format(ticket.pk),
+        json.dumps({"title": "late"}),
+        content_type="application/json",
         headers={"If-Match": etag},
     )
     assert response.status_code == 412

@@ -131,4 +131,3 @@ def test_stale_selection_in_the_parent_changelist_runs_no_action(admin_client: A
     assert any("Mural" in m for m in texts(response)), texts(response)
     assert Project.objects.get(pk=other.pk).name == "Survey"
     assert Project.objects.get(pk=art.pk).name == "Mural"
-
