@@ -112,3 +112,11 @@ async def aput_ticket(request: HttpRequest, pk: int, payload: TicketIn) -> Ticke
 def plain_get_ticket(request: HttpRequest, pk: int) -> Ticket:
     """An operation without preconditions: no ETag."""
     return get_object_or_404(Ticket, pk=pk)
+
+
+@preconditions
+@api.put("/above/tickets/{pk}", response=TicketOut)
+def put_ticket_decorated_above(request: HttpRequest, pk: int, payload: TicketIn) -> Ticket:
+    """The decorator above the route decorator works too."""
+    ticket = apply_preconditions(request, get_object_or_404(Ticket, pk=pk))
+    return _save(ticket, payload.dict())

@@ -178,3 +178,14 @@ def test_refused_write_is_412_under_debug_too(client: Client, ticket: Ticket, se
     etag = make_etag(ticket)
     Ticket.objects.filter(pk=ticket.pk).update(version=F("version") + 1)
     assert put(client, URL.format(ticket.pk), {"title": "x"}, **{"If-Match": etag}).status_code == 412
+
+
+def test_decorator_above_the_route_decorator_works_too(client: Client, ticket: Ticket) -> None:
+    url = f"/ninja/above/tickets/{ticket.pk}"
+    etag = make_etag(ticket)
+    fresh = put(client, url, {"title": "one"}, **{"If-Match": etag})
+    assert fresh.status_code == 200
+    assert fresh["ETag"] != etag
+    assert put(client, url, {"title": "two"}, **{"If-Match": etag}).status_code == 412
+    assert put(client, url, {"title": "three"}).status_code == 428
+    assert row(ticket.pk) == ("one", "open", 2)
