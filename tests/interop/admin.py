@@ -6,12 +6,15 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV
 from polymorphic.admin import PolymorphicChildModelAdmin, PolymorphicParentModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
 from concurrency.admin import ConcurrentModelAdmin
 
-from .models import ArtProject, Document, Project, ResearchProject
+from .models import ArtProject, Book, Document, Project, ResearchProject
+from .resources import CheckedBookResource
 
 site = admin.AdminSite(name="interop")
 
@@ -64,6 +67,12 @@ class ConcurrentHistoryAdmin(ConcurrentModelAdmin, SimpleHistoryAdmin):
 @admin.register(Document, site=site)
 class DocumentAdmin(ConcurrentHistoryAdmin):
     pass
+
+
+@admin.register(Book, site=site)
+class BookAdmin(ConcurrentModelAdmin, ImportExportModelAdmin):
+    resource_classes = [CheckedBookResource]
+    formats = [CSV]
 
 
 # Without the recipe, for comparison.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import tablib
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from concurrency.exceptions import RecordModifiedError
 from tests.interop.models import Book
@@ -117,3 +120,44 @@ def test_empty_version_cell_for_an_existing_row_is_refused(books: list[Book]) ->
     [(number, [error])] = result.row_errors()
     assert number == 1 and isinstance(error.error, RecordModifiedError)
     assert state()[0] == ("9780000000001", "Dune", Decimal("9.99"), 2)
+
+
+# -- ImportExportModelAdmin beside ConcurrentModelAdmin (tests/interop/admin.py) ----------
+
+
+@pytest.mark.urls("tests.interop.urls")
+def test_admin_import_shows_the_stale_row_as_an_error_and_imports_nothing(
+    admin_client: Any, books: list[Book]
+) -> None:
+    books[0].title = "Dune (edited in the app)"
+    books[0].save()
+    csv = "isbn,title,price,version\n9780000000001,Dune (file),9.99,1\n9780000000002,Emma (file),5.00,1\n"
+    upload = SimpleUploadedFile("books.csv", csv.encode(), content_type="text/csv")
+    response = admin_client.post(
+        reverse("interop:interop_book_import"), {"resource": "0", "format": "0", "import_file": upload}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Line number: 1" in html
+    assert "Record has been modified" in html
+    assert 'name="import_file_name"' not in html  # no "Confirm import" form
+    assert state() == [
+        ("9780000000001", "Dune (edited in the app)", Decimal("9.99"), 2),
+        ("9780000000002", "Emma", Decimal("5.00"), 1),
+    ]
+
+
+@pytest.mark.urls("tests.interop.urls")
+def test_admin_export_includes_the_version(admin_client: Any, books: list[Book]) -> None:
+    response = admin_client.post(
+        reverse("interop:interop_book_export"),
+        {
+            "format": "0",
+            "resource": "0",
+            **{f"checkedbookresource_{f}": "on" for f in ("isbn", "title", "price", "version")},
+        },
+    )
+    assert response.status_code == 200
+    lines = response.content.decode().splitlines()
+    assert lines[0].split(",") == ["isbn", "title", "price", "version"]
+    assert sorted(lines[1:]) == ["9780000000001,Dune,9.99,1", "9780000000002,Emma,5.00,1"]
