@@ -22,12 +22,4 @@ else:
     from django.db.transaction import savepoint as savepoint_create
 
 
-def is_history_copy(model: type) -> bool:
-    """Return whether ``model`` is a historical model of django-simple-history being built."""
-    return isinstance(model.__dict__.get("instance_type"), type) and any(
-        f"{klass.__module__}.{klass.__qualname__}" == "simple_history.models.HistoricalChanges"
-        for klass in model.__mro__
-    )
-
-
-__all__ = ["DJANGO_60", "DJANGO_61", "ObjectNotUpdated", "is_history_copy", "savepoint_create"]
+__all__ = ["DJANGO_60", "DJANGO_61", "ObjectNotUpdated", "savepoint_create"]

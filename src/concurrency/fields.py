@@ -16,7 +16,6 @@ from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
 from . import core
-from .compat import is_history_copy
 
 __all__ = [
     "AutoIncVersionField",
@@ -54,7 +53,7 @@ class VersionField(models.BigIntegerField):
         return name, path, args, kwargs
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
-        if is_history_copy(cls):
+        if _is_history_copy(cls):
             # django-simple-history copies every field into its historical
             # model; there the version is a record of what was saved, never
             # checked, so the copy becomes the plain integer it stores.
@@ -395,6 +394,14 @@ def _manage(model: Any, field: VersionField) -> None:
         return
     pre_delete.connect(
         core.check_delete, sender=model, dispatch_uid=f"concurrency.check_delete.{model._meta.label}"
+    )
+
+
+def _is_history_copy(model: type) -> bool:
+    """Return whether ``model`` is a historical model of django-simple-history being built."""
+    return isinstance(model.__dict__.get("instance_type"), type) and any(
+        f"{klass.__module__}.{klass.__qualname__}" == "simple_history.models.HistoricalChanges"
+        for klass in model.__mro__
     )
 
 
