@@ -372,7 +372,12 @@ def save_update(
         else:
             set_written_version(instance, using, old, new)
         return rows
-    if not checked or instance._state.adding:
+    if not checked:
+        return rows
+    if instance._state.adding and not field.model._base_manager.using(using).filter(pk=pk_val).exists():
+        # Never loaded (built with its pk and a version: a copy, a history
+        # row's instance): a missing row is inserted; an existing one at
+        # another version is a conflict, not an INSERT over its primary key.
         return rows
     raise_conflict(instance, old, using)
 

@@ -89,6 +89,13 @@ class VersionField(models.BigIntegerField):
         return name, path, args, kwargs
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        if _is_history_copy(cls):
+            # django-simple-history copies every field into its historical
+            # model; there the version is a record of what was saved, never
+            # checked, so the copy becomes the plain integer it stores.
+            self.__class__ = models.BigIntegerField  # type: ignore[assignment]
+            models.BigIntegerField.contribute_to_class(self, cls, name, private_only=private_only)
+            return
         super().contribute_to_class(cls, name, private_only=private_only)
         if cls._meta.abstract:
             return
@@ -122,6 +129,18 @@ class VersionField(models.BigIntegerField):
                     hint="Use a single-column primary key, or remove the version field.",
                     obj=model,
                     id="concurrency.E002",
+                )
+            )
+        override = _foreign_do_update(model)
+        if override is not None:
+            errors.append(
+                checks.Warning(
+                    f"{model._meta.label} inherits _do_update() from {override.__qualname__}, "
+                    "which its version field replaces: that override is never called.",
+                    hint="The version check refuses every stale save on its own; drop the override "
+                    "(see 'Using with other libraries' in the documentation).",
+                    obj=model,
+                    id="concurrency.W010",
                 )
             )
         return errors
@@ -437,6 +456,25 @@ def _accept_refetch(model: Any) -> None:
 
     save_accepting_refetch._concurrency_refetch = True  # type: ignore[attr-defined]
     model.save = save_accepting_refetch
+
+
+def _is_history_copy(model: type) -> bool:
+    """Return whether ``model`` is a historical model of django-simple-history being built."""
+    return isinstance(model.__dict__.get("instance_type"), type) and any(
+        f"{klass.__module__}.{klass.__qualname__}" == "simple_history.models.HistoricalChanges"
+        for klass in model.__mro__
+    )
+
+
+def _foreign_do_update(model: type[models.Model]) -> type | None:
+    """Return the class, other than Django's and ours, whose ``_do_update`` ``model`` would have had."""
+    for klass in model.__mro__[1:]:
+        method = klass.__dict__.get("_do_update")
+        if method is not None:
+            if klass is models.Model or method is core.versioned_do_update:
+                return None
+            return klass
+    return None
 
 
 def _get_concurrency_version(self: Any) -> Any:
