@@ -146,5 +146,5 @@ class VersionedViewMixin:
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
         if self._preconditions is not None:
-            self._preconditions.finish(response)
+            response = self._preconditions.finish(response)
         return response
