@@ -89,7 +89,7 @@ def apply_concurrency_check(
         subclass = pending.pop(0)
         if getattr(subclass, "_meta", None) is None or subclass._meta.abstract:
             continue
-        subclass._meta._expire_cache()
+        subclass._meta._expire_cache()  # type: ignore[attr-defined]
         _prepare_subclass(subclass)
         pending.extend(subclass.__subclasses__())
 
