@@ -296,7 +296,9 @@ def test_delete_page_carries_the_signed_version_and_deletes_when_current(
     page = admin_client.get(delete)
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Are you sure you want to delete the article" in html and "No, take me back" in html
+    for text in ("Are you sure you want to delete the article", "Summary", "Objects", "No, take me back"):
+        assert text in html
+    assert "admin/js/cancel.js" in html and "delete-confirmation" in html
     assert _delete_version(html) == sign_version(Article, article.pk, article.version)
     response = post(admin_client, delete, {"post": "yes", ROW_VERSION_KEY: _delete_version(html)})
     assert response.redirect_chain[-1][0] == url("changelist", site="admin")
