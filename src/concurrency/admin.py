@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import flatten_fieldsets, model_ngettext, quote
+from django.contrib.admin.utils import flatten_fieldsets, model_ngettext
 from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import connections, models, router
@@ -658,19 +658,21 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             return super().delete_view(request, object_id, extra_context)  # type: ignore[no-any-return]
         except _DeleteRefused as refused:
             # Django's transaction is rolled back (its log entry included).
-            return self._response_delete_refused(request, refused.obj, stale=refused.stale)
+            return self._response_delete_refused(request, object_id, refused.obj, stale=refused.stale)
         except RecordModifiedError as error:
+            # The conditional DELETE (of the object, or of a row its deletion
+            # cascades to) matched no row: a change landed after the check.
             if error.target is None:
                 raise
             return self._response_delete_refused(
-                request, error.target, stale=True, gone=error.db_version is None
+                request, object_id, error.target, stale=True, gone=error.db_version is None
             )
 
     def _response_delete_refused(
-        self, request: HttpRequest, obj: Any, *, stale: bool, gone: bool = False
+        self, request: HttpRequest, object_id: str, obj: Any, *, stale: bool, gone: bool = False
     ) -> HttpResponse:
         opts = self.model._meta
-        values = {"name": capfirst(str(opts.verbose_name)), "obj": _describe(obj)}
+        values = {"name": capfirst(str(type(obj)._meta.verbose_name)), "obj": _describe(obj)}
         if gone:
             message = _("%(name)s %(obj)s was deleted by someone else in the meantime.") % values
         elif stale:
@@ -691,9 +693,10 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             )
         self.message_user(request, message, messages.WARNING if gone else messages.ERROR)
         site = self.admin_site.name
-        if not gone and self.has_view_or_change_permission(request, obj):
+        if not gone and self.has_view_or_change_permission(request):
+            # object_id is the URL's own (admin-quoted) form of the pk.
             url = reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)], current_app=site
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id], current_app=site
             )
         elif self.has_view_or_change_permission(request):
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=site)
