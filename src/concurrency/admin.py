@@ -28,6 +28,7 @@ from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import select_template
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
@@ -87,10 +88,14 @@ class ConcurrencyActionMixin:
     """Run admin actions only on rows still at the version the user saw.
 
     The action checkboxes are valued ``"<pk>,<version>"``. Before the action
-    runs, one query reads the selected rows' versions (locking them ``FOR
-    UPDATE`` inside a transaction, e.g. with ``ATOMIC_REQUESTS``); if any row
-    changed or disappeared, the action is not run and a message names the
-    rows. Saves the action makes are version-checked as always.
+    runs, one query reads the versions of the selected rows that
+    ``get_queryset()`` shows this user (locking them ``FOR UPDATE`` inside a
+    transaction, e.g. with ``ATOMIC_REQUESTS``); if any of them changed, the
+    action is not run and a message names them. A selected pk outside
+    ``get_queryset()`` (hidden from this user, or deleted) is left to Django,
+    which leaves it out of the action: whatever version it was posted with,
+    the answer is the same, so the check tells nothing about rows the user
+    cannot see. Saves the action makes are version-checked as always.
 
     With *select across* ("Select all N"), the rows on the page are checked;
     rows on other pages were never shown and are not. Set
@@ -195,11 +200,14 @@ class ConcurrencyActionMixin:
         wanted: dict[Any, set[int]] = {}
         for pk, version in selection:
             wanted.setdefault(to_python(pk), set()).add(version)
-        # Any change bumps the version, so the rows are read by pk alone (not
-        # through the changelist's filters, which may join or use DISTINCT).
+        # Only rows get_queryset() shows this user are compared: a pk outside it
+        # answers as Django answers (left out of the action), never with its
+        # version. The changelist's own filters are not applied (they may join
+        # or use DISTINCT, which FOR UPDATE refuses): any change bumps the version.
+        visible = self._visible(request, using).filter(pk__in=list(wanted)).order_by().values("pk")
         rows = (
             model._base_manager.using(using)
-            .filter(pk__in=list(wanted))
+            .filter(pk__in=visible)
             .order_by()
             .values_list("pk", field.attname)
         )
@@ -209,19 +217,17 @@ class ConcurrencyActionMixin:
             # until the action is done, so nothing changes between check and action.
             rows = rows.select_for_update()
         current = dict(rows)
-        stale = [pk for pk, versions in wanted.items() if pk not in current or versions != {current[pk]}]
+        stale = [pk for pk, versions in wanted.items() if pk in current and versions != {current[pk]}]
         if not stale:
             return True
-        found = {
-            obj.pk: obj for obj in model._base_manager.using(using).filter(pk__in=stale[: _NAMED_ROWS + 1])
-        }
+        found = {obj.pk: obj for obj in self._visible(request, using).filter(pk__in=stale[: _NAMED_ROWS + 1])}
         named = [found.get(pk, f"{model._meta.pk.name}={pk}") for pk in stale]
         self.message_user(  # type: ignore[attr-defined]
             request,
             ngettext(
-                "%(names)s was changed or deleted by someone else after this page was loaded. "
+                "%(names)s was changed by someone else after this page was loaded. "
                 "The action was not run; no items have been changed. Reload the page and try again.",
-                "%(names)s were changed or deleted by someone else after this page was loaded. "
+                "%(names)s were changed by someone else after this page was loaded. "
                 "The action was not run; no items have been changed. Reload the page and try again.",
                 len(stale),
             )
@@ -229,6 +235,10 @@ class ConcurrencyActionMixin:
             messages.ERROR,
         )
         return False
+
+    def _visible(self, request: HttpRequest, using: str) -> QuerySet:
+        """Return the rows this user may see in this admin: ``get_queryset()``, on ``using``."""
+        return self.get_queryset(request).using(using)  # type: ignore[attr-defined,no-any-return]
 
 
 # ---------------------------------------------------------------------------
@@ -437,9 +447,11 @@ class ConcurrencyListEditableMixin:
         if not conflicts:
             return
         policy = getattr(request, "_concurrency_list_policy", None)
-        # One query, only when there are conflicts: name the rows as they are now.
+        # One query, only when there are conflicts: name the rows as they are now,
+        # through get_queryset(), so a row this user may no longer see is not named.
         model = self.model  # type: ignore[attr-defined]
-        current = model._base_manager.in_bulk([pk for pk, _a in conflicts[:_NAMED_ROWS]])
+        pks = [pk for pk, _a in conflicts[:_NAMED_ROWS]]
+        current = {obj.pk: obj for obj in self.get_queryset(request).filter(pk__in=pks)}  # type: ignore[attr-defined]
         conflicts = [
             (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
         ]
@@ -484,6 +496,18 @@ class ConcurrencyListEditableMixin:
 
 # ---------------------------------------------------------------------------
 # The ModelAdmin
+
+
+class _LoadedRowForm(ConcurrentForm):
+    """Compare the submitted version with the row as the admin loaded it for this request.
+
+    The admin reads the row through ``get_object()``, that is ``get_queryset()``,
+    just before the form validates: the early check uses that row rather than
+    a read of its own that would look past ``get_queryset()``.
+    """
+
+    def _current_version(self) -> list[Any]:
+        return [getattr(self.instance, self.instance._concurrencymeta.field.attname)]  # type: ignore[attr-defined]
 
 
 class _RefusedForm(forms.BaseForm):
@@ -542,6 +566,9 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     form = ConcurrentForm
     formfield_overrides = {VersionField: {"widget": VersionWidget}}
 
+    #: The delete page posts the version it showed; a stale confirmation deletes nothing.
+    check_concurrent_delete = True
+
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> type[forms.ModelForm]:
@@ -549,6 +576,8 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             # View-only: no field is editable, the version included.
             kwargs.setdefault("form", forms.ModelForm)
         form = super().get_form(request, obj, change, **kwargs)
+        if change and obj is not None and issubclass(form, ConcurrentForm):
+            form = type(form.__name__, (_LoadedRowForm, form), {})
         refused = getattr(request, "_concurrency_refused", None)
         if refused is not None:
             form = type(form.__name__, (_RefusedForm, form), {"concurrency_refused": refused})
@@ -699,6 +728,108 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         response.status_code = 409
         return response
 
+    # -- the delete page ----------------------------------------------------
+
+    def get_delete_confirmation_template(self) -> str:
+        """Return the template of the delete page that posts the signed version."""
+        if DJANGO_61:
+            return "concurrency/delete_confirmation.html"
+        return "concurrency/delete_confirmation_52.html"
+
+    @property
+    def delete_confirmation_template(self) -> str | None:  # type: ignore[override]
+        """Post the signed version from the delete page, so the deletion is checked against it."""
+        if self.check_concurrent_delete and _version_field(self.model) is not None:
+            return self.get_delete_confirmation_template()
+        return None
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        obj = context.get("object")
+        field = _version_field(self.model)
+        if field is not None and obj is not None and self.check_concurrent_delete:
+            context["concurrency_version_name"] = ROW_VERSION_KEY
+            context["concurrency_version"] = sign_version(
+                self.model._meta.concrete_model, obj.pk, getattr(obj, field.attname)
+            )
+        return super().render_delete_form(request, context)  # type: ignore[no-any-return]
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete ``obj`` with the version the delete page showed; refuse a stale confirmation.
+
+        ``obj`` was just read through ``get_object()``: a version that differs
+        from its own is refused at once; a change that lands after that read
+        makes the conditional DELETE match no row. Either way nothing is deleted.
+        """
+        field = _version_field(type(obj))
+        if (
+            field is not None
+            and self.check_concurrent_delete
+            and request.method == "POST"
+            and is_checked(obj)
+        ):
+            try:
+                version = unsign_version(
+                    type(obj)._meta.concrete_model, obj.pk, request.POST.get(ROW_VERSION_KEY)
+                )
+            except ValueError:
+                raise _DeleteRefused(obj, stale=False) from None
+            if version != getattr(obj, field.attname):
+                raise _DeleteRefused(obj, stale=True)
+        super().delete_model(request, obj)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[no-any-return]
+        except _DeleteRefused as refused:
+            # Django's transaction is rolled back (its log entry included).
+            return self._response_delete_refused(request, object_id, refused.obj, stale=refused.stale)
+        except RecordModifiedError as error:
+            # The conditional DELETE (of the object, or of a row its deletion
+            # cascades to) matched no row: a change landed after the check.
+            if error.target is None:
+                raise
+            return self._response_delete_refused(
+                request, object_id, error.target, stale=True, gone=error.db_version is None
+            )
+
+    def _response_delete_refused(
+        self, request: HttpRequest, object_id: str, obj: Any, *, stale: bool, gone: bool = False
+    ) -> HttpResponse:
+        opts = self.model._meta
+        values = {"name": capfirst(str(type(obj)._meta.verbose_name)), "obj": _describe(obj)}
+        if gone:
+            message = _("%(name)s %(obj)s was deleted by someone else in the meantime.") % values
+        elif stale:
+            message = (
+                _(
+                    "%(name)s %(obj)s was changed by someone else after the delete page was loaded, so it "
+                    "was not deleted. Check its current values, and delete it again if you still want to."
+                )
+                % values
+            )
+        else:
+            message = (
+                _(
+                    "The confirmation did not carry a valid version of %(name)s %(obj)s, so it was not "
+                    "deleted. Open its delete page again."
+                )
+                % values
+            )
+        self.message_user(request, message, messages.WARNING if gone else messages.ERROR)
+        site = self.admin_site.name
+        if not gone and self.has_view_or_change_permission(request):
+            # object_id is the URL's own (admin-quoted) form of the pk.
+            url = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id], current_app=site
+            )
+        elif self.has_view_or_change_permission(request):
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=site)
+        else:
+            url = reverse("admin:index", current_app=site)
+        return HttpResponseRedirect(url)
+
     # -- system checks ------------------------------------------------------
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -759,6 +890,49 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         if self.fields:
             return "fields", [(None, {"fields": self.fields})]
         return None
+
+
+class _DeleteRefused(Exception):  # noqa: N818 - internal signal, never leaves delete_view
+    """A delete confirmation whose version is stale (or missing, or not valid)."""
+
+    def __init__(self, obj: Any, *, stale: bool) -> None:
+        super().__init__(obj)
+        self.obj = obj
+        self.stale = stale
+
+
+def _check_inlines(model_admin: admin.ModelAdmin) -> list[checks.CheckMessage]:
+    """Warn about inlines of versioned models that leave the version out of their form.
+
+    Such an inline's rows are saved without a version check (concurrency.A003).
+    """
+    problems: list[checks.CheckMessage] = []
+    for inline in model_admin.inlines:
+        field = _version_field(inline.model)
+        if field is None:
+            continue
+        name = field.name
+        where = None
+        if name in (inline.exclude or ()) or name in (inline.readonly_fields or ()):
+            where = "exclude' or 'readonly_fields"
+        elif inline.fieldsets and name not in flatten_fieldsets(inline.fieldsets):
+            where = "fieldsets"
+        elif inline.fields and name not in flatten_fieldsets([(None, {"fields": inline.fields})]):
+            where = "fields"
+        if where is None:
+            continue
+        label = f"{inline.__module__}.{inline.__qualname__}"
+        problems.append(
+            checks.Warning(
+                f"{label}, an inline of {inline.model._meta.label} in "
+                f"{type(model_admin).__module__}.{type(model_admin).__qualname__}, leaves the version field "
+                f"{name!r} out of its '{where}', so the rows it saves are not version-checked.",
+                hint=f"Add {name!r} to the inline's 'fields' or 'fieldsets' (it renders as a hidden input).",
+                obj=inline,
+                id="concurrency.A003",
+            )
+        )
+    return problems
 
 
 def _check_request() -> HttpRequest:

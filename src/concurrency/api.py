@@ -69,10 +69,29 @@ def apply_concurrency_check(
 
     The column must exist: add it with a migration of your own (see the
     documentation). Does nothing if the model is already versioned.
+
+    Proxies and multi-table children of ``model`` declared before the call
+    (in any app's models.py, when it runs in ``AppConfig.ready()``) are
+    versioned too: their cached field lists are refreshed and their saves and
+    deletes checked, as for subclasses declared afterwards.
     """
     if hasattr(model, "_concurrencymeta"):
         return
     versionclass().contribute_to_class(model, fieldname)
+    from .fields import _prepare_subclass
+
+    # Django expires the field caches of ``model`` only (and the registry's
+    # clear_cache() does nothing before the registry is ready, that is during
+    # ready()): its subclasses would keep field lists without the new field.
+    model._meta.apps.clear_cache()
+    pending = list(model.__subclasses__())
+    while pending:
+        subclass = pending.pop(0)
+        if getattr(subclass, "_meta", None) is None or subclass._meta.abstract:
+            continue
+        subclass._meta._expire_cache()  # type: ignore[attr-defined]
+        _prepare_subclass(subclass)
+        pending.extend(subclass.__subclasses__())
 
 
 class _Toggle:

@@ -134,8 +134,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return errors
 
 
+def check_admin_inlines(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about admin inlines of versioned models that leave the version out (concurrency.A003)."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django.contrib.admin.sites import all_sites
+
+    from .admin import _check_inlines
+
+    warnings: list[checks.CheckMessage] = []
+    for site in all_sites:
+        for model_admin in site._registry.values():
+            warnings.extend(_check_inlines(model_admin))
+    return warnings
+
+
 def register() -> None:
     """Register the checks with Django's framework (called from AppConfig.ready)."""
     checks.register(check_settings)
     checks.register(check_triggers, checks.Tags.models)
     checks.register(check_triggers_exist, checks.Tags.database)
+    checks.register(check_admin_inlines, checks.Tags.admin)

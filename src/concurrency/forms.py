@@ -230,16 +230,21 @@ class ConcurrentForm(forms.ModelForm):
         instance = self.instance
         if not core.is_checked(instance) or not (version or conf.VERSION_FIELD_REQUIRED):
             return
-        field = instance._concurrencymeta.field
-        model = field.model
-        using = instance._state.db or router.db_for_write(model, instance=instance)
-        current = list(
-            model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
-        )
+        current = self._current_version()
         if not current:
             self.add_error(None, VersionChangedError(self.default_error_messages["deleted"], code="deleted"))
         elif current[0] != version:
             self.add_error(None, VersionChangedError(self.default_error_messages["changed"], code="changed"))
+
+    def _current_version(self) -> list[Any]:
+        """Return ``[version]`` of the row as the database holds it now, ``[]`` if it is gone."""
+        instance = self.instance
+        field = instance._concurrencymeta.field  # type: ignore[attr-defined]
+        model = field.model
+        using = instance._state.db or router.db_for_write(model, instance=instance)
+        return list(
+            model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
+        )
 
     def save(self, commit: bool = True) -> Any:
         """Save with the version the user submitted, so the UPDATE is checked against it.
