@@ -224,20 +224,31 @@ def test_change_and_delete_views_of_a_hidden_row_answer_as_django_does(
 ) -> None:
     _visible, hidden = rows
     before = state()
-    django_change = post(admin_client, url("change", hidden.pk, site="django"), {"title": "x"})
     django_delete = post(admin_client, url("delete", hidden.pk, site="django"), {"post": "yes"})
     assert any("doesn’t exist" in m for m in texts(django_delete))
+    missing = Article.objects.order_by("-pk").first().pk + 100  # a row that was never there
+
+    def change_form(pk: Any, version: int) -> Any:
+        signed = sign_version(Article, pk, version)
+        data = {"title": "Mine", "status": "draft", "body": "", "version": signed}
+        return post(admin_client, url("change", pk), data)
+
+    # A change form posted for a row outside the view gets the answer a deleted
+    # row gets (the input kept, "deleted by someone else"): the same for any
+    # version, and the same as for a pk that never existed, so it tells nothing.
+    gone = change_form(missing, 1)
+    assert gone.status_code == 409
+    assert "Mine" in gone.content.decode()
     for version in (hidden.version, hidden.version + 9):
         signed = sign_version(Article, hidden.pk, version)
-        change = post(
-            admin_client,
-            url("change", hidden.pk),
-            {"title": "Overwritten", "status": "draft", "body": "", "version": signed},
-        )
+        change = change_form(hidden.pk, version)
         delete = post(admin_client, url("delete", hidden.pk), {"post": "yes", ROW_VERSION_KEY: signed})
         delete_page = admin_client.get(url("delete", hidden.pk), follow=True)
         assert_nothing_revealed([change, delete, delete_page], hidden)
-        for ours, djangos in ((change, django_change), (delete, django_delete), (delete_page, django_delete)):
+        assert change.status_code == gone.status_code
+        assert texts(change) == texts(gone)
+        assert "deleted by someone else" in change.content.decode()
+        for ours, djangos in ((delete, django_delete), (delete_page, django_delete)):
             assert ours.status_code == djangos.status_code == 200
             assert texts(ours) == texts(djangos)
     assert state() == before
@@ -253,10 +264,11 @@ def test_resolution_post_for_a_row_now_hidden_shows_no_resolution_page(
     # Someone else edits it (and an admin log entry names them), then it leaves this user's view.
     bump(visible, title="Hidden and changed")
     response = post(admin_client, change, data)
-    assert response.status_code == 200
-    assert response.redirect_chain and "Resolve" not in response.content.decode()
-    assert "Hidden and changed" not in " ".join(texts(response))
-    assert any("doesn’t exist" in m for m in texts(response))
+    # The answer a deleted row gets: the user's input again, nothing of the row.
+    assert response.status_code == 409
+    assert "Resolve" not in response.content.decode()
+    assert "Hidden and changed" not in " ".join(texts(response)) + response.content.decode()
+    assert "deleted by someone else" in response.content.decode()
     assert Article.objects.get(pk=visible.pk).title == "Hidden and changed"
     assert_nothing_revealed([response], hidden)
 
