@@ -303,3 +303,21 @@ class UUIDStock(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# -- Consistent reads (concurrency.api.verify_unchanged) --------------------------
+
+
+class Doctor(models.Model):
+    """The write-skew example: at least one doctor of a shift must stay on call."""
+
+    name = models.CharField(max_length=30)
+    shift = models.CharField(max_length=30)
+    on_call = models.BooleanField(default=True)
+    version = AutoIncVersionField()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name
