@@ -52,12 +52,29 @@ _BUMPED = "_concurrency_bumped_roots"
 
 
 class _Bumped:
-    """An ``on_commit`` marker: a root bumped in the current transaction."""
+    """An ``on_commit`` marker: a root bumped in the current transaction.
 
-    __slots__ = ()
+    Django drops it from ``run_on_commit`` when the transaction or a savepoint
+    around the bump rolls back, and replaces that list on every commit,
+    rollback and savepoint rollback; so an unchanged list means a live bump.
+    """
+
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: list[Any]) -> None:
+        self.queue = queue
 
     def __call__(self) -> None:
         pass
+
+    def alive(self, connection: Any) -> bool:
+        queue = connection.run_on_commit
+        if queue is self.queue:
+            return True
+        if not any(entry[1] is self for entry in queue):
+            return False
+        self.queue = queue
+        return True
 
 
 def root_field(model: type[models.Model]) -> models.ForeignKey | None:
@@ -133,8 +150,7 @@ def _already_bumped(using: str, key: tuple[Any, Any]) -> bool:
     if not connection.in_atomic_block:
         return False
     marker = _bumped(using).get(key)
-    # A rolled-back transaction or savepoint drops the marker from the queue.
-    return marker is not None and any(entry[1] is marker for entry in connection.run_on_commit)
+    return marker is not None and marker.alive(connection)
 
 
 def _remember(using: str, keys: list[tuple[Any, Any]]) -> None:
@@ -143,12 +159,12 @@ def _remember(using: str, keys: list[tuple[Any, Any]]) -> None:
         return
     registry = _bumped(using)
     for key in keys:
-        marker = _Bumped()
+        marker = _Bumped(connection.run_on_commit)
         connection.on_commit(marker)
         registry[key] = marker
     if len(registry) > 1000:
         # Forget markers of finished transactions.
-        for stale in [k for k, m in registry.items() if not any(e[1] is m for e in connection.run_on_commit)]:
+        for stale in [k for k, m in registry.items() if not m.alive(connection)]:
             del registry[stale]
 
 

@@ -220,7 +220,9 @@ class LiveNoticeMixin:
         from django.contrib.admin.utils import unquote
 
         model = self.model  # type: ignore[attr-defined]
-        if not hasattr(model, "_concurrencymeta") or not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+        if not hasattr(model, "_concurrencymeta"):
+            raise Http404
+        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
             return JsonResponse({"detail": gettext("You may not view this record.")}, status=403)
         return version_response(
             request,
