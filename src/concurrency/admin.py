@@ -41,6 +41,7 @@ from .core import is_checked
 from .exceptions import RecordModifiedError
 from .fields import VersionField
 from .forms import ConcurrentForm, VersionWidget
+from .live import LiveNoticeMixin
 from .signing import sign_version, unsign_version
 from .templatetags.concurrency import identity
 
@@ -555,7 +556,7 @@ def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
 
 
 class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
-    ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
+    LiveNoticeMixin, ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
 ):
     """A ``ModelAdmin`` for versioned models: change form, inlines, actions and list_editable.
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from django.db import models
 
-from . import core
+from . import _verify, core
 from .exceptions import RecordModifiedError
 from .retry import retry_on_conflict
 
@@ -23,6 +23,7 @@ __all__ = [
     "get_version_fieldname",
     "is_changed",
     "retry_on_conflict",
+    "verify_unchanged",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -165,3 +166,22 @@ class concurrency_disable_increment(_Toggle):  # noqa: N801 - public name kept f
     """Keep versions unchanged by writes of a model or instance; writes are still checked."""
 
     var = core._no_increment
+
+
+def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
+    """Check that the rows of ``instances`` still hold their versions, and lock them.
+
+    For rows a decision was read from but that are not written (write skew):
+    one no-op ``UPDATE … SET version = version WHERE pk … AND version …`` per
+    model verifies them and keeps them from changing until the transaction
+    ends. A changed row raises ``RecordModifiedError``, a deleted one
+    ``RecordDeletedError``, naming the first such instance; ``retry_on_conflict``
+    retries the former. Call it inside ``atomic()``; outside a transaction the
+    rows are locked only for the statement.
+
+    The value returned is also a context manager: ``with verify_unchanged(a, b):``
+    runs its block in ``atomic()`` and verifies the instances again at exit,
+    before the block's writes commit.
+    """
+    _verify.verify(instances)
+    return _verify.VerifyUnchanged(instances)

@@ -131,6 +131,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="concurrency.E004",
                 )
             )
+    live = conf.LIVE_INTERVAL
+    if isinstance(live, bool) or not isinstance(live, int | float) or not 0 <= live < 86400:
+        errors.append(
+            checks.Error(
+                f"{PREFIX}LIVE_INTERVAL = {live!r} is not a number of seconds.",
+                hint="Give the seconds between checks as a number from 0 (off) to 86399; the default is 30.",
+                id="concurrency.E016",
+            )
+        )
     return errors
 
 

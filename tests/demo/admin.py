@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from concurrency.admin import ConcurrentModelAdmin
 from concurrency.resolution import ConflictResolutionMixin
 
-from .models import Article, Category, Item
+from .models import Article, Category, Item, Order, OrderLine, PlainOrder, PlainOrderLine
 
 
 @admin.action(description="Mark selected articles as published")
@@ -59,3 +59,29 @@ class ItemAdmin(ConcurrentModelAdmin):
     list_display_links = ["__str__"]
     list_editable = ["name", "category"]
     list_filter = ["category"]
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 1
+
+
+@admin.register(Order)
+class OrderAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
+    """An aggregate: a line added, changed or deleted by someone else is a conflict for the order."""
+
+    list_display = ["customer", "version"]
+    inlines = [OrderLineInline]
+
+
+class PlainOrderLineInline(admin.TabularInline):
+    model = PlainOrderLine
+    extra = 1
+
+
+@admin.register(PlainOrder)
+class PlainOrderAdmin(ConcurrentModelAdmin):
+    """The same admin without an aggregate (bench/aggregates.py)."""
+
+    list_display = ["customer", "version"]
+    inlines = [PlainOrderLineInline]
