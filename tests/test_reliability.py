@@ -43,7 +43,7 @@ WAIT = 60.0
 BIGINT_MAX = 2**63 - 1
 
 
-class _Rollback(Exception):
+class _RollbackError(Exception):
     """Raised inside atomic() to roll back a transaction that did write."""
 
 
@@ -96,10 +96,10 @@ class TestManyToManyTouch:
     def test_rolled_back_add_leaves_the_committed_version_and_a_stale_save_is_refused(self) -> None:
         article, tag = self._rows()
         before = article.version
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             article.tags.add(tag)
             assert article.version != before  # the touch bumped it inside the transaction
-            raise _Rollback
+            raise _RollbackError
         assert article.version == before
         committed = other_user_writes(ConditionalArticle, article.pk, title="other")
         assert committed == before + 1  # the number the rolled-back touch had used
@@ -113,9 +113,9 @@ class TestManyToManyTouch:
         article, tag = self._rows()
         article.tags.add(tag)
         before = article.version
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             article.tags.remove(tag)
-            raise _Rollback
+            raise _RollbackError
         assert article.version == before
         committed = other_user_writes(ConditionalArticle, article.pk, title="other")
         article.title = "mine"
@@ -145,9 +145,9 @@ class TestManyToManyTouch:
             article.title = "outer"
             article.save()
             outer = article.version
-            with pytest.raises(_Rollback), transaction.atomic():
+            with pytest.raises(_RollbackError), transaction.atomic():
                 article.tags.add(tag)
-                raise _Rollback
+                raise _RollbackError
             assert article.version == outer
         assert article.version == outer == before + 1
         assert stored(ConditionalArticle, article.pk, "title") == ("outer", outer)
@@ -163,11 +163,11 @@ class TestRolledBackBulkUpdate:
     def test_stale_save_after_rolled_back_bulk_update_is_refused(self) -> None:
         pk = Stock.objects.create(name="s").pk
         stock = Stock.objects.get(pk=pk)
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             stock.quantity = 5
             assert Stock.objects.bulk_update([stock], ["quantity"]) == 1
             assert stock.version == 2
-            raise _Rollback
+            raise _RollbackError
         assert stock.version == 1
         assert other_user_writes(Stock, pk, quantity=7) == 2
         stock.quantity = 9
@@ -178,11 +178,11 @@ class TestRolledBackBulkUpdate:
     def test_stale_bulk_update_after_rolled_back_bulk_update_is_refused(self) -> None:
         pks = [Stock.objects.create(name=f"s{n}").pk for n in range(2)]
         stocks = list(Stock.objects.filter(pk__in=pks).order_by("pk"))
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             for stock in stocks:
                 stock.quantity = 5
             Stock.objects.bulk_update(stocks, ["quantity"])
-            raise _Rollback
+            raise _RollbackError
         assert [s.version for s in stocks] == [1, 1]
         other_user_writes(Stock, pks[0], quantity=7)
         with pytest.raises(BulkUpdateConflictError) as caught:
@@ -222,12 +222,12 @@ class TestCopies:
         pk = Counter.objects.create(name="c").pk
         original = Counter.objects.get(pk=pk)
         duplicate = None
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             original.value = 1
             original.save()
             if when == "inside":
                 duplicate = COPIES[how](original)
-            raise _Rollback
+            raise _RollbackError
         if when == "after":
             duplicate = COPIES[how](original)
         assert duplicate is not None
@@ -243,9 +243,9 @@ class TestCopies:
     def test_copy_made_after_a_rollback_holds_the_committed_version(self, how: str) -> None:
         pk = Counter.objects.create(name="c").pk
         original = Counter.objects.get(pk=pk)
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             original.save()
-            raise _Rollback
+            raise _RollbackError
         duplicate = COPIES[how](original)
         assert (original.version, duplicate.version) == (1, 1)
         duplicate.value = 3
@@ -276,9 +276,9 @@ class TestCopies:
         with transaction.atomic():
             original.save()
             duplicate = copy.copy(original)
-            with pytest.raises(_Rollback), transaction.atomic():
+            with pytest.raises(_RollbackError), transaction.atomic():
                 duplicate.save()  # version 3, rolled back with the savepoint
-                raise _Rollback
+                raise _RollbackError
         assert original.version == 2
         original.value = 1
         original.save()
@@ -620,11 +620,11 @@ class TestNoFalseConflict:
     def test_refresh_after_rollback_and_another_commit_of_the_same_number(self) -> None:
         pk = Counter.objects.create(name="c").pk
         row = Counter.objects.get(pk=pk)
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             row.value = 1
             row.save()
             assert row.version == 2
-            raise _Rollback
+            raise _RollbackError
         assert row.version == 1  # an attribute read already shows the restored version
         assert other_user_writes(Counter, pk, value=5) == 2
         row.refresh_from_db()
@@ -636,9 +636,9 @@ class TestNoFalseConflict:
     def test_refresh_of_the_version_field_alone_clears_the_tracking(self) -> None:
         pk = Counter.objects.create(name="c").pk
         row = Counter.objects.get(pk=pk)
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             row.save()
-            raise _Rollback
+            raise _RollbackError
         other_user_writes(Counter, pk, value=5)
         row.refresh_from_db(fields=["version"])
         row.value = 6
@@ -648,9 +648,9 @@ class TestNoFalseConflict:
     def test_assigning_the_version_clears_the_tracking(self) -> None:
         pk = Counter.objects.create(name="c").pk
         row = Counter.objects.get(pk=pk)
-        with pytest.raises(_Rollback), transaction.atomic():
+        with pytest.raises(_RollbackError), transaction.atomic():
             row.save()
-            raise _Rollback
+            raise _RollbackError
         committed = other_user_writes(Counter, pk, value=5)
         row.version = committed  # e.g. the version a form sent back after the user saw the row
         row.value = 6
@@ -662,10 +662,10 @@ class TestNoFalseConflict:
         row = Counter.objects.get(pk=pk)
         with transaction.atomic():
             row.save()
-            with pytest.raises(_Rollback), transaction.atomic():
+            with pytest.raises(_RollbackError), transaction.atomic():
                 row.save()
                 assert row.version == 3
-                raise _Rollback
+                raise _RollbackError
             assert row.version == 2
         assert row.version == 2
         assert stored(Counter, pk, "value") == (0, 2)
@@ -680,7 +680,7 @@ class TestBulkUpdateDuplicates:
         first, second = Stock.objects.get(pk=pk), Stock.objects.get(pk=pk)
         second.pk = str(pk)
         first.quantity, second.quantity = 1, 2
-        with pytest.raises(ValueError, match="twice|duplicate"):
+        with pytest.raises(ValueError, match=r"twice|duplicate"):
             Stock.objects.bulk_update([first, second], ["quantity"])
         assert stored(Stock, pk, "quantity") == (0, 1)
         assert (first.version, second.version) == (1, 1)
@@ -692,7 +692,7 @@ class TestBulkUpdateDuplicates:
         second.pk = {"str": str(pk), "hex": pk.hex, "upper": str(pk).upper()}[form]
         assert uuid.UUID(str(second.pk)) == pk
         first.quantity, second.quantity = 1, 2
-        with pytest.raises(ValueError, match="twice|duplicate"):
+        with pytest.raises(ValueError, match=r"twice|duplicate"):
             UUIDStock.objects.bulk_update([first, second], ["quantity"])
         assert stored(UUIDStock, pk, "quantity") == (0, 1)
 
@@ -756,12 +756,17 @@ class TestOverflowingVersion:
         for version in (BIGINT_MAX, 2**63):
             etag = f'"{version}-{_mac(Article, row.pk, version)}"'
             response = getattr(client, method)(
-                f"/api/articles/{row.pk}/", {"title": "overwritten"}, format="json", headers={"If-Match": etag}
+                f"/api/articles/{row.pk}/",
+                {"title": "overwritten"},
+                format="json",
+                headers={"If-Match": etag},
             )
             assert response.status_code in (400, 412), (version, response.status_code)
             assert stored(Article, row.pk, "title") == ("row", 1)
 
-    @pytest.mark.parametrize("url", ["/plain/articles/{}/", "/plain/async/articles/{}/", "/plain/cbv/articles/{}/"])
+    @pytest.mark.parametrize(
+        "url", ["/plain/articles/{}/", "/plain/async/articles/{}/", "/plain/cbv/articles/{}/"]
+    )
     @pytest.mark.parametrize("method", ["put", "patch", "delete"])
     def test_plain_view_if_match_is_412_or_400(self, client: Any, url: str, method: str) -> None:
         row = Article.objects.create(title="row", status="draft")
