@@ -78,16 +78,17 @@ def apply_concurrency_check(
 class _Toggle:
     """A context manager, decorator and start()/finish() pair over a context variable.
 
-    State lives in a ``contextvars.ContextVar`` token per use, never on this
-    object, so one instance can be used nested, repeatedly, and from several
-    threads or asyncio tasks at once without leaking.
+    Nothing about a use is kept on this object: ``start()`` adds an entry
+    owned by it to the context variable, ``finish()`` removes the newest such
+    entry from the current context's value. So one instance, made once at
+    module level, can be entered nested, repeatedly, and from several threads
+    or asyncio tasks at once; each thread or task sees only its own entries.
     """
 
     var: contextvars.ContextVar[tuple[Any, ...]]
 
     def __init__(self, target: Any = None) -> None:
         self.target = target
-        self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> _Toggle:
         self.start()
@@ -98,11 +99,11 @@ class _Toggle:
 
     def start(self) -> None:
         """Switch off; pair with ``finish()`` in the same thread or task."""
-        self._tokens.append(core.push(self.var, self.target))
+        core.push(self.var, core.Toggled(self.target, self))
 
     def finish(self) -> None:
-        """Undo the matching ``start()``."""
-        self.var.reset(self._tokens.pop())
+        """Undo the newest ``start()`` of this object in the current thread or task."""
+        core.pop(self.var, self)
 
     def __call__(self, func: F) -> F:
         target = self.target

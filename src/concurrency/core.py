@@ -19,8 +19,10 @@ import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from django.db import connections, transaction
+from django.db import NotSupportedError, connections, transaction
+from django.db.backends.signals import connection_created
 from django.db.models import BooleanField, Case, Expression, F, Func, Model, Value, When
+from django.db.models.constants import OnConflict
 from django.db.models.functions import Cast, Greatest
 from django.db.models.lookups import Exact, IsNull
 from django.db.models.sql.constants import ROW_COUNT
@@ -30,7 +32,7 @@ from django.utils.module_loading import import_string
 
 from .compat import DJANGO_60, savepoint_create
 from .conf import conf
-from .exceptions import RecordDeletedError, RecordModifiedError
+from .exceptions import RecordDeletedError, RecordModifiedError, VersionNotLoadedError
 from .signals import conflict_detected
 
 if TYPE_CHECKING:
@@ -72,8 +74,15 @@ class CheckedVersion(int):
     """
 
 
-def _matches(targets: tuple[Any, ...], instance: Any) -> bool:
-    for target in targets:
+class Toggled(NamedTuple):
+    """One use of a toggle: what it switches off, and the toggle object that did it."""
+
+    target: Any
+    owner: Any
+
+
+def _matches(targets: tuple[Toggled, ...], instance: Any) -> bool:
+    for target, _owner in targets:
         if target is None or target is instance:
             return True
         if isinstance(target, type) and isinstance(instance, target):
@@ -97,8 +106,8 @@ def is_incremented(instance: Any) -> bool:
     return not (frozen and _matches(frozen, instance))
 
 
-def _model_matches(targets: tuple[Any, ...], model: type[Model]) -> bool:
-    return any(t is None or (isinstance(t, type) and issubclass(model, t)) for t in targets)
+def _model_matches(targets: tuple[Toggled, ...], model: type[Model]) -> bool:
+    return any(t is None or (isinstance(t, type) and issubclass(model, t)) for t, _owner in targets)
 
 
 def is_model_incremented(model: Any) -> bool:
@@ -113,9 +122,19 @@ def is_model_incremented(model: Any) -> bool:
     return not (frozen and _model_matches(frozen, model))
 
 
-def push(var: contextvars.ContextVar[tuple[Any, ...]], target: Any) -> contextvars.Token:
-    """Add ``target`` to a toggle for the current context; see api.py."""
-    return var.set((*var.get(), target))
+def push(var: contextvars.ContextVar[tuple[Any, ...]], entry: Toggled) -> None:
+    """Add ``entry`` to a toggle for the current context; see api.py."""
+    var.set((*var.get(), entry))
+
+
+def pop(var: contextvars.ContextVar[tuple[Any, ...]], owner: Any) -> None:
+    """Remove the newest entry of ``owner`` from a toggle for the current context."""
+    entries = var.get()
+    for index in range(len(entries) - 1, -1, -1):
+        if entries[index].owner is owner:
+            var.set(entries[:index] + entries[index + 1 :])
+            return
+    raise RuntimeError(f"{owner!r} was finished in a thread or task where it was not started.")
 
 
 def _version_lookup(field: VersionField, alias: str, version: Any) -> Exact | IsNull:
@@ -224,6 +243,44 @@ def _last_insert_id(entry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
     return field, model, Func(value, function="LAST_INSERT_ID", output_field=field)
 
 
+# A version is a 64-bit column: one that it cannot hold, or whose successor it
+# cannot hold, matches no row, whatever reached the instance (a form, a body).
+_VERSION_RANGE = range(-(2**63), 2**63 - 1)
+
+
+def held_version(instance: Any, field: VersionField, using: str) -> tuple[Any, bool]:
+    """Return the version ``instance`` holds and whether its write is checked against it.
+
+    Refuses what cannot be checked: a version that was not loaded with the
+    row (``VersionNotLoadedError``) or that no row can hold (a conflict).
+    """
+    old, checked = _loaded_version(instance, field)
+    if checked and not storable(old):
+        raise_conflict(instance, old, using)
+    return old, checked
+
+
+def _loaded_version(instance: Any, field: VersionField) -> tuple[Any, bool]:
+    if not is_checked(instance):
+        return getattr(instance, field.attname), False
+    data = instance.__dict__
+    if field.attname not in data:
+        raise VersionNotLoadedError(instance)
+    settle(instance)
+    old = data[field.attname]
+    return old, bool(old or conf.VERSION_FIELD_REQUIRED)
+
+
+def storable(version: Any) -> bool:
+    """Return whether ``version`` and its successor fit the version column (or it is NULL)."""
+    if version is None:
+        return True
+    try:
+        return int(version) in _VERSION_RANGE
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def touch(instance: Model, using: str) -> None:
     """Bump the version of a saved ``instance`` alone, checked, and read it back.
 
@@ -233,15 +290,14 @@ def touch(instance: Model, using: str) -> None:
     """
     field = instance._concurrencymeta.field  # type: ignore[attr-defined]
     attname = field.attname
-    old = getattr(instance, attname)
+    old, checked = held_version(instance, field, using)
     new = F(attname) + 1 if is_incremented(instance) else F(attname)
-    checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
     base_qs = field.model._base_manager.using(using)
     rows = _run_update(
         base_qs, using, instance.pk, [(field, None, new)], field if checked else None, old, None, field
     )
     if rows:
-        instance.__dict__[attname] = rows[0][-1]
+        set_written_version(instance, using, old, rows[0][-1])
     elif checked:
         raise_conflict(instance, old, using)
 
@@ -284,11 +340,9 @@ def save_update(
         else:
             new_values.append(entry)
 
-    _settle(instance, attname)
-    old = getattr(instance, attname)
+    old, checked = held_version(instance, field, using)
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
-    checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
     from_db = field.version_from_db
     if bump and not checked and not from_db:
         # Unchecked: the row may be ahead of this instance, and the version
@@ -313,96 +367,164 @@ def save_update(
     )
     if rows:
         if from_db:
-            instance.__dict__[attname] = rows[0][-1]
+            set_written_version(instance, using, old, rows[0][-1])
             rows = [row[:-1] for row in rows]
         else:
-            instance.__dict__[attname] = new
-        if instance.__dict__[attname] != old:
-            _track(instance, using, old, instance.__dict__[attname])
+            set_written_version(instance, using, old, new)
         return rows
     if not checked or instance._state.adding:
         return rows
     raise_conflict(instance, old, using)
 
 
-# --- Versions written by transactions that may still roll back -----------------
-# A save inside atomic() puts the new version on the instance at once, but a
+# --- The version an instance holds: one primitive for every write path -------
+# A write inside atomic() puts the new version on the instance at once, but a
 # rollback does not take it back. Left there, the instance would hold a version
 # the row never committed: the next writer commits that same number, and the
-# stale instance's save then matches it and overwrites that write unseen. So a
-# write inside a transaction is tracked until the transaction commits, and the
-# next save or delete of the instance first undoes versions that were rolled back.
+# stale instance's save then matches it and overwrites that write unseen.
+#
+# So every path that moves an instance's version (save, checked delete, the
+# many-to-many touch, bulk_update) calls ``set_written_version()``, which keeps
+# the write's (old, new) pair on the instance until its transaction commits.
+# The version field's descriptor calls ``settle()`` on every read: a write
+# that was rolled back gives the instance its old version back, so nothing,
+# neither a save nor a form rendering the version, ever sees a number the row
+# never committed. Assigning the version from outside (refresh_from_db(), a
+# form, a test) replaces what was tracked.
+#
+# Where the library cannot know whether a write committed (manual transaction
+# management, an instance unpickled while its write was still open), the
+# write counts as rolled back: the worst outcome is a false conflict.
 
-_UNCOMMITTED = "_concurrency_uncommitted"
+WRITES = "_concurrency_writes"
 
 
-class _Uncommitted:
-    """A version written inside a transaction; an ``on_commit`` callback.
+class _Commit:
+    """The fate of a tracked write: an ``on_commit`` callback at the head of the queue.
 
     Django forgets the callback when the transaction, or a savepoint around
     the write, rolls back: still being queued means the write is still alive.
+    It is queued first, so it runs before any callback of the application,
+    which might save the instance again or raise and stop the queue.
     """
 
-    __slots__ = ("committed", "connection", "new", "old", "queue", "savepoints")
+    __slots__ = ("committed", "connection", "queue", "savepoints")
 
-    def __init__(self, connection: Any, old: Any, new: Any) -> None:
+    def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.queue = connection.run_on_commit if connection is not None else None
-        self.savepoints = tuple(connection.savepoint_ids) if connection is not None else ()
-        self.old = old
-        self.new = new
-        self.committed = connection is None
+        self.committed = False
+        self.queue: Any = None
+        self.savepoints: tuple[str, ...] = ()
+        if connection is not None:
+            self.savepoints = tuple(connection.savepoint_ids)
+            connection.run_on_commit.insert(0, (set(connection.savepoint_ids), self, True))
+            self.queue = connection.run_on_commit
 
     def __call__(self) -> None:
         self.committed = True
 
     def pending(self) -> bool:
         """Return whether the write's transaction is still open (and not rolled back)."""
+        if self.connection is None:
+            return False
         queue = self.connection.run_on_commit
         if queue is not self.queue:
-            # A savepoint rollback rebuilds the queue with the survivors.
+            # Commit, rollback and savepoint rollback each give the connection a new queue.
             if not any(entry[1] is self for entry in queue):
                 return False
             self.queue = queue
         return True
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A pickled instance leaves its connection behind: take its version as it is.
-        return (_Uncommitted, (None, self.old, self.new))
+        # A copy made elsewhere cannot watch this transaction: unless the write
+        # is known to have committed, the copy treats it as rolled back.
+        return (_committed_marker if self.committed else _Commit, (None,))
 
-    def __deepcopy__(self, memo: Any) -> _Uncommitted:
+    def __copy__(self) -> _Commit:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Commit:
         return self
 
 
-def _track(instance: Model, using: str, old: Any, new: Any) -> None:
-    connection = connections[using]
-    if not connection.in_atomic_block:
+def _committed_marker(connection: Any) -> _Commit:
+    marker = _Commit(None)
+    marker.committed = True
+    return marker
+
+
+class _Write(NamedTuple):
+    """A version ``new`` written over ``old``, alive as long as ``commit`` is."""
+
+    commit: _Commit
+    old: Any
+    new: Any
+
+
+def set_written_version(instance: Model, using: str, old: Any, new: Any) -> None:
+    """Give ``instance`` the version ``new`` that a write on ``using`` stored over ``old``.
+
+    Every write path that changes the version an instance holds calls this,
+    so that a rollback undoes it on the instance too.
+    """
+    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+    data = instance.__dict__
+    data[attname] = new
+    if new == old:
         return
-    writes = instance.__dict__.setdefault(_UNCOMMITTED, [])
-    if writes:
-        last = writes[-1]  # pending: _settle() just ran
-        if last.connection is connection and last.savepoints == tuple(connection.savepoint_ids):
-            # Saved again in the same savepoint: both writes live or die together.
-            last.new = new
-            return
-    write = _Uncommitted(connection, old, new)
-    connection.on_commit(write)
-    writes.append(write)
-
-
-def _settle(instance: Model, attname: str) -> None:
-    """Give ``instance`` back the versions that rolled-back transactions took from it."""
-    writes = instance.__dict__.get(_UNCOMMITTED)
-    while writes:
-        write = writes[-1]
-        if write.committed:
-            writes.clear()
-        elif write.pending():
-            return
+    connection = connections[using]
+    if connection.in_atomic_block:
+        commit = _commit_marker(connection)
+        writes: tuple[_Write, ...] = data.get(WRITES, ())
+        if writes and writes[-1].commit is commit:
+            # Written again in the same savepoint: both writes live or die together.
+            data[WRITES] = (*writes[:-1], _Write(commit, writes[-1].old, new))
         else:
-            writes.pop()
-            if instance.__dict__.get(attname) == write.new:
-                instance.__dict__[attname] = write.old
+            data[WRITES] = (*writes, _Write(commit, old, new))
+    elif not connection.get_autocommit():
+        # Manual transaction management: there is no way to learn the outcome.
+        data[WRITES] = (*data.get(WRITES, ()), _Write(_Commit(None), old, new))
+
+
+def _commit_marker(connection: Any) -> _Commit:
+    """Return the marker of the current savepoint of ``connection``: one per savepoint, not per write."""
+    marker: _Commit | None = getattr(connection, "_concurrency_commit", None)
+    savepoints = tuple(connection.savepoint_ids)
+    if marker is None or marker.committed or marker.savepoints != savepoints or not marker.pending():
+        marker = _Commit(connection)
+        connection._concurrency_commit = marker
+    return marker
+
+
+def settle(instance: Model) -> None:
+    """Give ``instance`` back the versions that rolled-back transactions took from it."""
+    data = instance.__dict__
+    writes = data.get(WRITES)
+    if not writes:
+        return
+    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+    kept = list(writes)
+    while kept:
+        write = kept[-1]
+        if write.commit.committed:
+            kept = []
+        elif write.commit.pending():
+            break
+        else:
+            kept.pop()
+            if data.get(attname) == write.new:
+                data[attname] = write.old
+    # A new tuple: copies of the instance keep their own history.
+    if kept:
+        if len(kept) != len(writes):
+            data[WRITES] = tuple(kept)
+    else:
+        del data[WRITES]
+
+
+def forget_writes(instance: Model) -> None:
+    """Drop what was tracked: the version was set from outside (refresh, form, assignment)."""
+    instance.__dict__.pop(WRITES, None)
 
 
 # --- end ------------------------------------------------------------------------
@@ -455,9 +577,8 @@ def check_delete(
     if origin is not instance or not is_checked(instance):
         return
     field = instance._concurrencymeta.field
-    _settle(instance, field.attname)
-    version = getattr(instance, field.attname)
-    if not version and not conf.VERSION_FIELD_REQUIRED:
+    version, checked = held_version(instance, field, using)
+    if not checked:
         return
     base_qs = field.model._base_manager.using(using)
     rows = _run_update(
@@ -517,9 +638,13 @@ def bulk_save_update(
     connection = connections[using]
     plan: _Plan = []
     reread: list[Model] = []
+    out_of_range: list[Model] = []
     for obj in objs:
-        old = getattr(obj, attname)
-        checked = is_checked(obj) and bool(old or conf.VERSION_FIELD_REQUIRED)
+        old, checked = _loaded_version(obj, field)
+        if checked and not storable(old):
+            # A version no row can hold: refused like any stale row, without SQL.
+            out_of_range.append(obj)
+            continue
         bump = is_incremented(obj)
         new = field.update_version(obj, old, [(f, None, getattr(obj, f.attname)) for f in fields], bump)
         if bump and not checked and not field.version_from_db:
@@ -547,6 +672,7 @@ def bulk_save_update(
         unknown = [p[0] for p in refused if pk.to_python(p[0].pk) not in known]
         if unknown:
             known.update(_db_versions(queryset, unknown, everywhere=True))
+        refused += [(obj, getattr(obj, attname), None, True) for obj in out_of_range]
         if refused and all_or_nothing:
             transaction.set_rollback(True, using=using)
         elif reread:
@@ -558,8 +684,9 @@ def bulk_save_update(
         key = pk.to_python(obj.pk)
         conflicts.append(Conflict(obj, old, known.get(key), key not in known))
     reread_ids = {id(obj) for obj in reread}
-    for obj, _old, new, _checked in written:
-        obj.__dict__[attname] = read_back[pk.to_python(obj.pk)] if id(obj) in reread_ids else new
+    for obj, old, new, _checked in written:
+        stored = read_back[pk.to_python(obj.pk)] if id(obj) in reread_ids else new
+        set_written_version(obj, using, old, stored)
     for conflict in conflicts:
         conflict_detected.send(
             sender=type(conflict.instance),
@@ -711,7 +838,22 @@ class _KeyedRows(Expression):
                 terms.append(checked)
                 version = self.version_field.get_db_prep_value(version, connection)
                 params += (*key_params, key, *version_params, version)
-        return f"({' OR '.join(terms)})", params
+        return _balanced_or(terms), params
+
+
+def _balanced_or(terms: list[str]) -> str:
+    """Join ``terms`` with OR as a balanced tree: ``((a OR b) OR (c OR d))``.
+
+    Parsers build ``a OR b OR c ...`` as a chain as deep as it is long, and
+    SQLite refuses expressions deeper than 1,000; a balanced tree of a batch
+    of any size is a few dozen levels deep. The order of the terms is kept.
+    """
+    while len(terms) > 1:
+        paired = [f"({a} OR {b})" for a, b in zip(terms[::2], terms[1::2], strict=False)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+    return f"({terms[0]})" if terms else "(1 = 0)"
 
 
 def _db_versions(
@@ -724,6 +866,49 @@ def _db_versions(
     if lock:
         rows = rows.select_for_update()
     return dict(rows.values_list("pk", field.attname))
+
+
+# Upserts. bulk_create(update_conflicts=True) overwrites existing rows without
+# checking or moving their version, whatever manager it is called through, so
+# instances loaded before it could later save over it unseen. Every INSERT is
+# compiled through the backend's on_conflict_suffix_sql(), with the inserted
+# fields: one versioned field there refuses the upsert before anything is sent.
+# (VersionedQuerySet.bulk_create() refuses it earlier, with the same message.)
+
+
+def upsert_refusal(model: Any) -> NotSupportedError:
+    """Return the error for an upsert of rows of a versioned ``model``."""
+    return NotSupportedError(
+        f"bulk_create(update_conflicts=True) would overwrite rows of {model._meta.label} "
+        "without checking or bumping their version, so older instances could save over it. "
+        "Create new rows with bulk_create() and update existing ones with bulk_update(), which checks them."
+    )
+
+
+def _guard_upserts(connection: Any, **kwargs: Any) -> None:
+    ops = connection.ops
+    if getattr(ops, "_concurrency_guarded", False):
+        return
+    suffix = ops.on_conflict_suffix_sql
+
+    def on_conflict_suffix_sql(fields: Any, on_conflict: Any, *args: Any, **kw: Any) -> Any:
+        if on_conflict is OnConflict.UPDATE:
+            for field in fields:
+                if "_concurrencymeta" in field.model.__dict__ and field is field.model._concurrencymeta.field:
+                    raise upsert_refusal(field.model)
+        return suffix(fields, on_conflict, *args, **kw)
+
+    ops.on_conflict_suffix_sql = on_conflict_suffix_sql
+    ops._concurrency_guarded = True
+
+
+def _guard_all_upserts(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
+    _guard_upserts(connection)
+
+
+connection_created.connect(_guard_all_upserts, dispatch_uid="concurrency.guard_upserts")
+for _connection in connections.all(initialized_only=True):
+    _guard_upserts(_connection)
 
 
 # Django's private hook. Its signature gained ``returning_fields`` (and its

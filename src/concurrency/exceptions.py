@@ -17,6 +17,7 @@ __all__ = [
     "RecordModifiedError",
     "VersionChangedError",
     "VersionError",
+    "VersionNotLoadedError",
 ]
 
 
@@ -96,6 +97,25 @@ class VersionError(SuspiciousOperation):
         self.code = code
         self.params = params
         super().__init__(self.message)
+
+
+class VersionNotLoadedError(ValueError):
+    """A checked write of an instance whose version was never loaded (``only()``/``defer()``).
+
+    Loading the version at save time would compare the write with a row the
+    user never saw, so the write is refused instead.
+    """
+
+    def __init__(self, instance: Any) -> None:
+        self.target = instance
+        opts = type(instance)._meta
+        name = type(instance)._concurrencymeta.field.name
+        super().__init__(
+            f"{opts.label} pk={instance.pk!r} was loaded without its version field {name!r} "
+            f"(only()/defer()), so a write cannot be checked against the version that was read. "
+            f"Load it with the row: add {name!r} to only(), leave it out of defer(), or use "
+            f"VersionedManager, whose only()/defer() always load it."
+        )
 
 
 class VersionChangedError(ValidationError):

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Value
 from django.db.models.expressions import Expression
 from django.db.models.functions import Greatest
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
@@ -26,6 +27,33 @@ __all__ = [
 ]
 
 
+class _VersionAttribute(DeferredAttribute):
+    """The instance attribute of a version field.
+
+    Reading it gives back the version of a write that rolled back
+    (``core.settle``), so neither a save nor a form ever sees a number the
+    row never committed. Assigning it (``refresh_from_db()``, a form, a test)
+    replaces what the library tracked about earlier writes.
+    """
+
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        data = instance.__dict__
+        if core.WRITES in data:
+            core.settle(instance)
+        try:
+            return data[self.field.attname]
+        except KeyError:
+            return super().__get__(instance, cls)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        data = instance.__dict__
+        data[self.field.attname] = value
+        if core.WRITES in data:
+            del data[core.WRITES]
+
+
 class VersionField(models.BigIntegerField):
     """Base class of the version fields: a ``BigIntegerField`` that is checked.
 
@@ -36,6 +64,7 @@ class VersionField(models.BigIntegerField):
     """
 
     description = _("Record version")
+    descriptor_class = _VersionAttribute
 
     #: The database decides the version an UPDATE stores (a trigger, or an SQL
     #: expression from ``update_version``); the core reads the stored value

@@ -62,6 +62,47 @@ class VersionedQuerySet(models.QuerySet):
 
     update.alters_data = True  # type: ignore[attr-defined]
 
+    def only(self, *fields: Any) -> VersionedQuerySet:
+        """Like ``QuerySet.only()``, but the version is always loaded with the row.
+
+        An instance whose version was left behind could only be checked
+        against a version loaded at save time, from a row the user never saw.
+        """
+        options = getattr(self.model, "_concurrencymeta", None)
+        if options is not None and fields and fields != (None,):
+            names = {options.field.name, options.field.attname}
+            if not names.intersection(fields):
+                fields = (*fields, options.field.name)
+        return super().only(*fields)
+
+    def defer(self, *fields: Any) -> VersionedQuerySet:
+        """Like ``QuerySet.defer()``, but the version is never deferred (see ``only()``)."""
+        options = getattr(self.model, "_concurrencymeta", None)
+        if options is not None:
+            names = {options.field.name, options.field.attname}
+            fields = tuple(f for f in fields if f not in names)
+            if not fields:
+                return self._chain()  # type: ignore[attr-defined,no-any-return]
+        return super().defer(*fields)
+
+    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[models.Model]:
+        """Like ``QuerySet.bulk_create()``, but an upsert of versioned rows is refused.
+
+        ``update_conflicts=True`` would overwrite existing rows without
+        checking or moving their version, so instances loaded before it could
+        later save over it unseen. Nothing is written; update existing rows
+        with ``bulk_update()``, which checks them.
+        """
+        _refuse_upsert(self.model, kwargs)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    async def abulk_create(
+        self, objs: Iterable[models.Model], *args: Any, **kwargs: Any
+    ) -> list[models.Model]:
+        """Run ``bulk_create()`` from async code (see there)."""
+        _refuse_upsert(self.model, kwargs)
+        return await super().abulk_create(objs, *args, **kwargs)
+
     @overload  # type: ignore[override]
     def bulk_update(
         self,
@@ -175,14 +216,23 @@ class VersionedQuerySet(models.QuerySet):
                 f"{version.model._meta.label} with fields of that model only."
             )
         seen = set()
+        pk = opts.pk
         for obj in objs:
-            if obj.pk in seen:
+            # 1 and "1", a UUID and its string: the same row.
+            key = pk.to_python(obj.pk)  # type: ignore[union-attr]
+            if key in seen:
                 raise ValueError(f"bulk_update() got the row with pk {obj.pk!r} twice.")
-            seen.add(obj.pk)
+            seen.add(key)
             obj._prepare_related_fields_for_save(  # type: ignore[attr-defined]
                 operation_name="bulk_update", fields=fields
             )
         return objs, fields  # type: ignore[return-value]
+
+
+def _refuse_upsert(model: type[models.Model], kwargs: dict[str, Any]) -> None:
+    """Refuse ``bulk_create(update_conflicts=True)`` of a versioned model (see ``bulk_create()``)."""
+    if kwargs.get("update_conflicts") and hasattr(model, "_concurrencymeta"):
+        raise core.upsert_refusal(model)
 
 
 class VersionedManager(models.manager.BaseManager.from_queryset(VersionedQuerySet)):  # type: ignore[misc]

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
+from django.db.models import Model
 
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
 
@@ -75,14 +76,23 @@ class _Policy:
         )
         return True
 
-    def reload(self, error: RecordModifiedError) -> None:
-        """Refresh the stale instances the error names, so the next attempt starts current."""
+    def reload(self, error: RecordModifiedError, args: Any = (), kwargs: Any = None) -> None:
+        """Refresh every versioned instance the attempt was given, and those the error names.
+
+        A refused attempt is rolled back as a whole, so every instance it was
+        handed (``args``, ``kwargs``, and one level of lists, tuples, sets and
+        dicts in them) may hold changes the database no longer has: the next
+        attempt must start from what the database holds, not only for the
+        instance whose write was refused.
+        """
         if not self.refresh:
             return
         stale = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
-        for instance in stale:
-            if instance is None:
+        seen: set[int] = set()
+        for instance in [*stale, *_versioned_instances(args, kwargs or {})]:
+            if instance is None or id(instance) in seen:
                 continue
+            seen.add(id(instance))
             try:
                 instance.refresh_from_db()
             except ObjectDoesNotExist:
@@ -102,7 +112,7 @@ class _Policy:
                 except RecordModifiedError as error:
                     if not self.retries(error, attempt):
                         raise
-                    self.reload(error)
+                    self.reload(error, args, kwargs)
                 time.sleep(self.backoff(attempt))
                 attempt += 1
 
@@ -114,7 +124,7 @@ class _Policy:
                 except RecordModifiedError as error:
                     if not self.retries(error, attempt):
                         raise
-                    await sync_to_async(self.reload)(error)
+                    await sync_to_async(self.reload)(error, args, kwargs)
                 await asyncio.sleep(self.backoff(attempt))
                 attempt += 1
 
@@ -131,11 +141,31 @@ class _Policy:
                 except RecordModifiedError as error:
                     if not self.retries(error, attempt):
                         raise
-                    await sync_to_async(self.reload)(error)
+                    await sync_to_async(self.reload)(error, args, kwargs)
                 await asyncio.sleep(self.backoff(attempt))
                 attempt += 1
 
         return wrapper
+
+
+def _versioned_instances(args: Any, kwargs: dict[str, Any]) -> list[Any]:
+    """Return the saved instances of versioned models among the arguments of a call."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, dict):
+            candidates: Any = value.values()
+        elif isinstance(value, list | tuple | set | frozenset):
+            candidates = value
+        else:
+            candidates = (value,)
+        for candidate in candidates:
+            if (
+                isinstance(candidate, Model)
+                and hasattr(candidate, "_concurrencymeta")
+                and not candidate._state.adding
+            ):
+                found.append(candidate)
+    return found
 
 
 @overload
@@ -184,9 +214,12 @@ def retry_on_conflict(
 
     - Every attempt of a plain function runs in ``transaction.atomic(using=using)``:
       a transaction of its own, or a savepoint inside an enclosing one.
-    - Before the next attempt the stale instances named by the error
-      (``error.target``, or each of a ``BulkUpdateConflictError``'s objects) are
-      refreshed from the database, unless ``refresh=False``, and the wrapper
+    - Before the next attempt every saved instance of a versioned model passed
+      to ``func`` (as an argument, or in a list, tuple, set or dict argument)
+      and the stale instances named by the error (``error.target``, or each of
+      a ``BulkUpdateConflictError``'s objects) are refreshed from the
+      database, unless ``refresh=False``: the refused attempt was rolled back,
+      so none of its in-memory changes may be applied twice. Then the wrapper
       sleeps for a random time up to ``delay * 2 ** (attempt - 1)`` seconds,
       capped at ``max_delay`` (exactly that time if ``jitter=False``).
     - The last conflict is re-raised once the attempts are used up. A deleted
