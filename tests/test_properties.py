@@ -317,7 +317,7 @@ def test_unchecked_write_without_increment_keeps_the_row_version() -> None:
 #
 # CONCURRENCY_STATEFUL_EXAMPLES and CONCURRENCY_STATEFUL_STEPS make local runs longer.
 
-PATH_EXAMPLES = int(os.environ.get("CONCURRENCY_STATEFUL_EXAMPLES", "30"))
+PATH_EXAMPLES = int(os.environ.get("CONCURRENCY_STATEFUL_EXAMPLES", "25"))
 PATH_STEPS = int(os.environ.get("CONCURRENCY_STATEFUL_STEPS", "25"))
 WAIT = 60.0
 
