@@ -114,7 +114,7 @@ class DisableTests(TestCase):
 
         @decorated
         def inner() -> None:
-            assert core._disabled.get() == (None, None)
+            assert [entry.target for entry in core._disabled.get()] == [None, None]
 
         with pytest.raises(ValueError):
             outer()

@@ -85,24 +85,6 @@ class VersionedQuerySet(models.QuerySet):
                 return self._chain()  # type: ignore[attr-defined,no-any-return]
         return super().defer(*fields)
 
-    def bulk_create(self, objs: Iterable[models.Model], *args: Any, **kwargs: Any) -> list[models.Model]:
-        """Like ``QuerySet.bulk_create()``, but an upsert of versioned rows is refused.
-
-        ``update_conflicts=True`` would overwrite existing rows without
-        checking or moving their version, so instances loaded before it could
-        later save over it unseen. Nothing is written; update existing rows
-        with ``bulk_update()``, which checks them.
-        """
-        _refuse_upsert(self.model, kwargs)
-        return super().bulk_create(objs, *args, **kwargs)
-
-    async def abulk_create(
-        self, objs: Iterable[models.Model], *args: Any, **kwargs: Any
-    ) -> list[models.Model]:
-        """Run ``bulk_create()`` from async code (see there)."""
-        _refuse_upsert(self.model, kwargs)
-        return await super().abulk_create(objs, *args, **kwargs)
-
     @overload  # type: ignore[override]
     def bulk_update(
         self,
@@ -227,12 +209,6 @@ class VersionedQuerySet(models.QuerySet):
                 operation_name="bulk_update", fields=fields
             )
         return objs, fields  # type: ignore[return-value]
-
-
-def _refuse_upsert(model: type[models.Model], kwargs: dict[str, Any]) -> None:
-    """Refuse ``bulk_create(update_conflicts=True)`` of a versioned model (see ``bulk_create()``)."""
-    if kwargs.get("update_conflicts") and hasattr(model, "_concurrencymeta"):
-        raise core.upsert_refusal(model)
 
 
 class VersionedManager(models.manager.BaseManager.from_queryset(VersionedQuerySet)):  # type: ignore[misc]
