@@ -853,3 +853,72 @@ class TestLargeBulkUpdate:
         assert [c.instance.pk for c in caught.value.conflicts] == [stocks[4321].pk]
         assert set(Stock.objects.values_list("quantity", flat=True)) == {0, -1}
         assert {s.version for s in stocks} == {1}
+
+
+class TestRowAtTheLargestVersion:
+    """The row itself holds 2**63 - 1: the version a client sends is current, but has no successor."""
+
+    def _row(self) -> Article:
+        row = Article.objects.create(title="row", status="draft")
+        Article.objects.filter(pk=row.pk).update(version=BIGINT_MAX)
+        return Article.objects.get(pk=row.pk)
+
+    def test_model_save_is_refused_and_the_row_kept(self) -> None:
+        row = self._row()
+        row.title = "mine"
+        with pytest.raises(RecordModifiedError):
+            row.save()
+        assert stored(Article, row.pk, "title") == ("row", BIGINT_MAX)
+        assert row.version == BIGINT_MAX
+
+    def test_concurrent_form_never_writes(self) -> None:
+        class ArticleForm(ConcurrentForm):
+            class Meta:
+                model = Article
+                fields = ["title", "body", "status", "version"]
+
+        row = self._row()
+        data = {
+            "title": "mine",
+            "body": "",
+            "status": "draft",
+            "version": sign_version(Article, row.pk, BIGINT_MAX),
+        }
+        form = ArticleForm(data, instance=row)
+        if form.is_valid():
+            with pytest.raises(RecordModifiedError):
+                form.save()
+        assert stored(Article, row.pk, "title") == ("row", BIGINT_MAX)
+
+    @override_settings(CONCURRENCY_REQUIRE_IF_MATCH=False)
+    def test_rest_framework_body_version_is_a_4xx(self) -> None:
+        row = self._row()
+        response = APIClient().put(
+            f"/api/articles/{row.pk}/", {"title": "mine", "version": BIGINT_MAX}, format="json"
+        )
+        assert response.status_code in (400, 409, 412), response.status_code
+        assert stored(Article, row.pk, "title") == ("row", BIGINT_MAX)
+
+    def test_rest_framework_if_match_is_a_4xx(self) -> None:
+        row = self._row()
+        etag = f'"{BIGINT_MAX}-{_mac(Article, row.pk, BIGINT_MAX)}"'
+        response = APIClient().put(
+            f"/api/articles/{row.pk}/", {"title": "mine"}, format="json", headers={"If-Match": etag}
+        )
+        assert response.status_code in (400, 409, 412), response.status_code
+        assert stored(Article, row.pk, "title") == ("row", BIGINT_MAX)
+
+    @pytest.mark.parametrize(
+        "url", ["/plain/articles/{}/", "/plain/async/articles/{}/", "/plain/cbv/articles/{}/"]
+    )
+    def test_plain_view_if_match_is_a_4xx(self, client: Any, url: str) -> None:
+        row = self._row()
+        etag = f'"{BIGINT_MAX}-{_mac(Article, row.pk, BIGINT_MAX)}"'
+        response = client.put(
+            url.format(row.pk),
+            '{"title": "mine"}',
+            content_type="application/json",
+            headers={"If-Match": etag},
+        )
+        assert response.status_code in (400, 409, 412), response.status_code
+        assert stored(Article, row.pk, "title") == ("row", BIGINT_MAX)
