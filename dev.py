@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Set up a virtualenv and run the demo site, the tests or the benchmarks.
 
-    python3 dev.py demo            # demo site on http://127.0.0.1:8000/admin/ (SQLite)
+    python3 dev.py demo [ADDR]     # demo site on http://127.0.0.1:8000/admin/ (SQLite)
     python3 dev.py test [ARGS]     # the test suite (pytest ARGS)
     python3 dev.py bench [ARGS]    # python bench/save.py ARGS
     python3 dev.py manage [ARGS]   # manage.py of the demo project
+    python3 dev.py setup [GROUPS]  # only create .venv with the dependency groups (default: test),
+                                   # e.g. `setup test docs` for the docs build, `setup test lint docs`
+    python3 dev.py screenshots     # retake docs/_static/screenshots/*.png from the demo in Chromium
 
 Environment:
     CONCURRENCY_DB      sqlite (default), postgresql or mariadb
@@ -68,7 +71,11 @@ def demo(args: list[str]) -> None:
     run(python, "manage.py", "demo_setup", "--password", password, env=env)
     addr = args[0] if args else "127.0.0.1:8000"
     print(f"\n  Admin: http://{addr}/admin/  user: admin  password: {password}\n", flush=True)
-    run(python, "manage.py", "runserver", addr, *args[1:], env=env)
+    # Become the server (no autoreloader child): stopping this process stops the demo.
+    argv = [str(python), "manage.py", "runserver", "--noreload", addr, *args[1:]]
+    print("+", " ".join(argv), flush=True)
+    os.chdir(ROOT)
+    os.execve(argv[0], argv, env)
 
 
 def main() -> None:
@@ -86,6 +93,9 @@ def main() -> None:
         run(python, "manage.py", *args)
     elif command == "setup":
         setup(args or ["test"])
+    elif command == "screenshots":
+        python = setup(["test"])
+        run(python, "docs/screenshots.py", *args)
     else:
         print(__doc__)
         sys.exit(0 if command == "help" else 2)

@@ -34,7 +34,16 @@ INSTALLED_APPS = [
     "concurrency",
     "reversion",
     "tests.demo",
+    # Libraries tested beside ours (the "interop" dependency group, part of "test").
+    "simple_history",
+    "polymorphic",
+    "import_export",
+    "tests.interop",
 ]
+
+# GuardedOrder combines django-fsm-2's ConcurrentTransitionMixin with a version
+# field on purpose (tests/interop/test_fsm.py), which this check warns about.
+SILENCED_SYSTEM_CHECKS = ["concurrency.W010"]
 
 # auth.Group gets a version column through a migration of ours (see
 # docs/guide/external-models.rst and tests/demo/auth_migrations).
@@ -49,6 +58,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+if DEMO:
+    # The demo's plain HTML edit page (/plain/articles/<pk>/edit/) shows the 409 page.
+    MIDDLEWARE.append("concurrency.middleware.ConcurrencyMiddleware")
 
 TEMPLATES = [
     {
@@ -105,4 +117,5 @@ def _database(name: str) -> dict:
 
 DATABASES = {"default": _database("default"), "other": _database("other")}
 if DEMO:
-    DATABASES["default"]["NAME"] = BASE_DIR / "demo.sqlite3"
+    # CONCURRENCY_DEMO_DB: another file, e.g. for `python3 dev.py screenshots`.
+    DATABASES["default"]["NAME"] = os.environ.get("CONCURRENCY_DEMO_DB") or BASE_DIR / "demo.sqlite3"

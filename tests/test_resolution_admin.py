@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.db.models import F
 from django.test import Client
@@ -43,6 +46,14 @@ def _resolve(page: Any, **choices: str) -> dict[str, Any]:
 
 def _rows(page: Any) -> dict[str, tuple[str, str, str, str]]:
     return {f.name: (f.base, f.mine, f.theirs, f.status) for f in page.context["merge"].fields}
+
+
+def _visible(response: Any, start: str = "<body", end: str = "</body>") -> str:
+    """Return the text a person reads in ``response`` between two markers (tags and inputs dropped)."""
+    html = response.content.decode()
+    html = html[html.index(start) : html.index(end, html.index(start))]
+    html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 def _row(article: Article) -> tuple[str, str, str, int]:
@@ -139,8 +150,54 @@ class TestCombinedStack:
         assert rows["status"] == ("In review", "Published", "In review", "mine")
         assert rows["body"] == ("Body", "Body", "Bob again", "theirs")
         assert _row(article) == ("Title", "Bob again", "review", 3)
+        summary = _visible(again, '<p class="concurrency-summary">', "</p>")
+        assert summary == (
+            "The record was changed again while you were resolving the conflict, so nothing was saved yet. "
+            "No field was changed by both sides, so there is nothing to choose: the changes are merged "
+            "below. Check the result, then save."
+        )
+        assert "0 fields" not in again.content.decode()
         assert alice.post(url, _resolve(again)).status_code == 302
         assert _row(article) == ("Title", "Bob again", "published", 4)
+
+    def test_history_and_the_page_name_only_the_models_fields(
+        self, alice: Client, bob: Client, url: str, article: Article
+    ) -> None:
+        page = alice.get(url)
+        _bob_saves(bob, url, body="Bob's body", status="review")
+        entry = LogEntry.objects.get(action_flag=CHANGE)
+        assert entry.get_change_message() == "Changed Status and Body."
+        history = bob.get(reverse("admin:demo_article_history", args=[article.pk]))
+        assert "Changed Status and Body." in _visible(history)
+        assert "concurrency" not in _visible(history)
+        response = alice.post(url, _edit(page, title="Alice's title", status="published"))
+        assert response.status_code == 409
+        text = _visible(response)
+        assert "concurrency" not in text.lower()
+        assert [f.name for f in response.context["merge"].fields] == ["title", "status", "body"]
+
+    def test_who_changed_it_reads_as_one_sentence(
+        self, alice: Client, bob: Client, url: str, article: Article
+    ) -> None:
+        page = alice.get(url)
+        _bob_saves(bob, url, body="Bob's body", status="review")
+        response = alice.post(url, _edit(page, title="Alice's title", status="published"))
+        who = _visible(response, '<ul class="concurrency-who">', "</ul>")
+        assert re.fullmatch(r"Changed by bob at \S.*\S: Changed Status and Body\.", who), who
+        assert ".." not in who and ". (" not in who
+
+    def test_page_without_conflicts_says_there_is_nothing_to_choose(
+        self, alice: Client, bob: Client, url: str, article: Article
+    ) -> None:
+        page = alice.get(url)
+        _bob_saves(bob, url, body="Bob's body")
+        response = alice.post(url, _edit(page, title="Alice's title"))
+        assert response.status_code == 409
+        summary = _visible(response, '<p class="concurrency-summary">', "</p>")
+        assert summary == (
+            "No field was changed by both sides, so there is nothing to choose: the changes are merged "
+            "below. Check the result, then save."
+        )
 
     def test_forged_version_on_the_resolution_page_is_a_form_error(
         self, alice: Client, bob: Client, url: str, article: Article

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import override_settings
@@ -109,5 +110,64 @@ class ResolutionBrowserTests(StaticLiveServerTestCase):
         assert "concurrency-taken" in taken
 
         alice.check("input[name='_concurrency_choice-status'][value=theirs]")
+        _save(alice)
+        assert alice.url.endswith("/admin/demo/article/")
+
+    @override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, "tests.csp.StrictCSPMiddleware"])
+    def test_choosing_a_side_moves_the_highlight_under_a_strict_csp(self) -> None:
+        for username in ("alice", "bob"):
+            get_user_model().objects.create_superuser(username, f"{username}@example.com", PASSWORD)
+        article = Article.objects.create(title="Title", body="Body", status="draft")
+        url = f"/admin/demo/article/{article.pk}/change/"
+        with chromium() as browser:
+            self._choose(browser, url)
+        row = Article.objects.get()
+        assert (row.title, row.status, row.version) == ("Bob's title", "published", 3)
+
+    def _choose(self, browser: Any, url: str) -> None:
+        alice = _login(browser, self.live_server_url, "alice")
+        bob = _login(browser, self.live_server_url, "bob")
+        violations: list[str] = []
+
+        def report(message: Any) -> None:
+            if "Content Security Policy" in message.text:
+                violations.append(message.text)
+
+        alice.on("console", report)
+        alice.goto(url)
+        bob.goto(url)
+        bob.fill("#id_title", "Bob's title")
+        _save(bob)
+        alice.fill("#id_title", "Alice's title")
+        alice.select_option("#id_status", "published")
+        _save(alice)
+
+        def taken(side: str) -> bool:
+            cell = alice.locator(f"tr[data-field=title] td.concurrency-{side}")
+            return "concurrency-taken" in (cell.get_attribute("class") or "")
+
+        alice.wait_for_selector("table.concurrency-merge")
+        # "Keep mine" is preselected, and highlighted.
+        assert alice.is_checked("input[name='_concurrency_choice-title'][value=mine]")
+        assert (taken("mine"), taken("theirs")) == (True, False)
+        alice.check("input[name='_concurrency_choice-title'][value=theirs]")
+        assert (taken("mine"), taken("theirs")) == (False, True)
+        alice.check("input[name='_concurrency_choice-title'][value=mine]")
+        assert (taken("mine"), taken("theirs")) == (True, False)
+        alice.click("text=Take theirs")
+        assert (taken("mine"), taken("theirs")) == (False, True)
+        # The page's style sheet applies (served as a file, not inline).
+        weight = alice.eval_on_selector(
+            "tr[data-field=title] td.concurrency-theirs", "cell => getComputedStyle(cell).fontWeight"
+        )
+        assert weight == "700"
+        # The buttons are in the admin's submit row, styled by the admin.
+        row = alice.locator("#concurrency-resolve-form div.submit-row")
+        assert row.locator("input[name=_save].default").is_visible()
+        assert row.locator("input[name=_continue]").is_visible()
+        assert row.locator("a.closelink").inner_text() == "Discard my changes"
+        # Styled by the admin's forms.css, as on the change form.
+        assert row.evaluate("element => getComputedStyle(element).display") == "flex"
+        assert violations == []
         _save(alice)
         assert alice.url.endswith("/admin/demo/article/")

@@ -10,4 +10,5 @@ urlpatterns = [
     path("plain/articles/<int:pk>/", views.article_detail, name="plain-article"),
     path("plain/async/articles/<int:pk>/", views.article_detail_async, name="plain-article-async"),
     path("plain/cbv/articles/<int:pk>/", views.ArticleDetailView.as_view(), name="plain-article-cbv"),
+    path("plain/articles/<int:pk>/edit/", views.ArticleEditView.as_view(), name="plain-article-edit"),
 ]

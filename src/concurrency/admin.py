@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import flatten_fieldsets, model_ngettext
+from django.contrib.admin.options import TO_FIELD_VAR
+from django.contrib.admin.utils import flatten_fieldsets, model_ngettext, unquote
 from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import select_template
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
@@ -37,6 +41,7 @@ from .core import is_checked
 from .exceptions import RecordModifiedError
 from .fields import VersionField
 from .forms import ConcurrentForm, VersionWidget
+from .live import LiveNoticeMixin
 from .signing import sign_version, unsign_version
 from .templatetags.concurrency import identity
 
@@ -84,10 +89,14 @@ class ConcurrencyActionMixin:
     """Run admin actions only on rows still at the version the user saw.
 
     The action checkboxes are valued ``"<pk>,<version>"``. Before the action
-    runs, one query reads the selected rows' versions (locking them ``FOR
-    UPDATE`` inside a transaction, e.g. with ``ATOMIC_REQUESTS``); if any row
-    changed or disappeared, the action is not run and a message names the
-    rows. Saves the action makes are version-checked as always.
+    runs, one query reads the versions of the selected rows that
+    ``get_queryset()`` shows this user (locking them ``FOR UPDATE`` inside a
+    transaction, e.g. with ``ATOMIC_REQUESTS``); if any of them changed, the
+    action is not run and a message names them. A selected pk outside
+    ``get_queryset()`` (hidden from this user, or deleted) is left to Django,
+    which leaves it out of the action: whatever version it was posted with,
+    the answer is the same, so the check tells nothing about rows the user
+    cannot see. Saves the action makes are version-checked as always.
 
     With *select across* ("Select all N"), the rows on the page are checked;
     rows on other pages were never shown and are not. Set
@@ -192,11 +201,14 @@ class ConcurrencyActionMixin:
         wanted: dict[Any, set[int]] = {}
         for pk, version in selection:
             wanted.setdefault(to_python(pk), set()).add(version)
-        # Any change bumps the version, so the rows are read by pk alone (not
-        # through the changelist's filters, which may join or use DISTINCT).
+        # Only rows get_queryset() shows this user are compared: a pk outside it
+        # answers as Django answers (left out of the action), never with its
+        # version. The changelist's own filters are not applied (they may join
+        # or use DISTINCT, which FOR UPDATE refuses): any change bumps the version.
+        visible = self._visible(request, using).filter(pk__in=list(wanted)).order_by().values("pk")
         rows = (
             model._base_manager.using(using)
-            .filter(pk__in=list(wanted))
+            .filter(pk__in=visible)
             .order_by()
             .values_list("pk", field.attname)
         )
@@ -206,19 +218,17 @@ class ConcurrencyActionMixin:
             # until the action is done, so nothing changes between check and action.
             rows = rows.select_for_update()
         current = dict(rows)
-        stale = [pk for pk, versions in wanted.items() if pk not in current or versions != {current[pk]}]
+        stale = [pk for pk, versions in wanted.items() if pk in current and versions != {current[pk]}]
         if not stale:
             return True
-        found = {
-            obj.pk: obj for obj in model._base_manager.using(using).filter(pk__in=stale[: _NAMED_ROWS + 1])
-        }
+        found = {obj.pk: obj for obj in self._visible(request, using).filter(pk__in=stale[: _NAMED_ROWS + 1])}
         named = [found.get(pk, f"{model._meta.pk.name}={pk}") for pk in stale]
         self.message_user(  # type: ignore[attr-defined]
             request,
             ngettext(
-                "%(names)s was changed or deleted by someone else after this page was loaded. "
+                "%(names)s was changed by someone else after this page was loaded. "
                 "The action was not run; no items have been changed. Reload the page and try again.",
-                "%(names)s were changed or deleted by someone else after this page was loaded. "
+                "%(names)s were changed by someone else after this page was loaded. "
                 "The action was not run; no items have been changed. Reload the page and try again.",
                 len(stale),
             )
@@ -226,6 +236,10 @@ class ConcurrencyActionMixin:
             messages.ERROR,
         )
         return False
+
+    def _visible(self, request: HttpRequest, using: str) -> QuerySet:
+        """Return the rows this user may see in this admin: ``get_queryset()``, on ``using``."""
+        return self.get_queryset(request).using(using)  # type: ignore[attr-defined,no-any-return]
 
 
 # ---------------------------------------------------------------------------
@@ -434,9 +448,11 @@ class ConcurrencyListEditableMixin:
         if not conflicts:
             return
         policy = getattr(request, "_concurrency_list_policy", None)
-        # One query, only when there are conflicts: name the rows as they are now.
+        # One query, only when there are conflicts: name the rows as they are now,
+        # through get_queryset(), so a row this user may no longer see is not named.
         model = self.model  # type: ignore[attr-defined]
-        current = model._base_manager.in_bulk([pk for pk, _a in conflicts[:_NAMED_ROWS]])
+        pks = [pk for pk, _a in conflicts[:_NAMED_ROWS]]
+        current = {obj.pk: obj for obj in self.get_queryset(request).filter(pk__in=pks)}  # type: ignore[attr-defined]
         conflicts = [
             (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
         ]
@@ -483,6 +499,18 @@ class ConcurrencyListEditableMixin:
 # The ModelAdmin
 
 
+class _LoadedRowForm(ConcurrentForm):
+    """Compare the submitted version with the row as the admin loaded it for this request.
+
+    The admin reads the row through ``get_object()``, that is ``get_queryset()``,
+    just before the form validates: the early check uses that row rather than
+    a read of its own that would look past ``get_queryset()``.
+    """
+
+    def _current_version(self) -> list[Any]:
+        return [getattr(self.instance, self.instance._concurrencymeta.field.attname)]  # type: ignore[attr-defined]
+
+
 class _RefusedForm(forms.BaseForm):
     """Marks the change form of a request whose save the database refused."""
 
@@ -491,25 +519,44 @@ class _RefusedForm(forms.BaseForm):
     def clean(self) -> dict[str, Any] | None:
         cleaned_data = super().clean()
         if not self.errors:
-            self.add_error(None, _refused_message(self.concurrency_refused))
+            self.add_error(None, _refused_message(self.concurrency_refused, getattr(self, "instance", None)))
         return cleaned_data
 
 
-def _refused_message(error: RecordModifiedError) -> str:
+def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
+    """Say why a save was refused, in the words of the form's own early check.
+
+    The change may have landed long before the save (inline rows are checked
+    only by the ``UPDATE``), so the message does not say when it happened.
+    """
     target = error.target
-    verb = _("deleted") if error.db_version is None else _("changed")
-    return _(
-        "%(name)s %(obj)s was %(verb)s by someone else while you were saving, so nothing was saved. "
-        "Your input is kept below; reload the page in another tab to see the current values."
-    ) % {
-        "name": capfirst(str(type(target)._meta.verbose_name)) if target is not None else _("A record"),
-        "obj": _describe(target) if target is not None else "",
-        "verb": verb,
-    }
+    deleted = error.db_version is None
+    if target is None or (
+        edited is not None
+        and type(target)._meta.concrete_model is type(edited)._meta.concrete_model
+        and target.pk == edited.pk
+    ):
+        return str(ConcurrentForm.default_error_messages["deleted" if deleted else "changed"])
+    values = {"name": str(type(target)._meta.verbose_name), "obj": _describe(target)}
+    if deleted:
+        return (
+            _(
+                "Someone else deleted %(name)s %(obj)s after you opened it, so your changes were not saved. "
+                "Reload the page to see the current values, then make your changes again."
+            )
+            % values
+        )
+    return (
+        _(
+            "Someone else changed %(name)s %(obj)s after you opened it, so your changes were not saved. "
+            "Reload the page to see the current values, then make your changes again."
+        )
+        % values
+    )
 
 
 class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
-    ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
+    LiveNoticeMixin, ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
 ):
     """A ``ModelAdmin`` for versioned models: change form, inlines, actions and list_editable.
 
@@ -520,6 +567,9 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     form = ConcurrentForm
     formfield_overrides = {VersionField: {"widget": VersionWidget}}
 
+    #: The delete page posts the version it showed; a stale confirmation deletes nothing.
+    check_concurrent_delete = True
+
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> type[forms.ModelForm]:
@@ -527,6 +577,8 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             # View-only: no field is editable, the version included.
             kwargs.setdefault("form", forms.ModelForm)
         form = super().get_form(request, obj, change, **kwargs)
+        if change and obj is not None and issubclass(form, ConcurrentForm):
+            form = type(form.__name__, (_LoadedRowForm, form), {})
         refused = getattr(request, "_concurrency_refused", None)
         if refused is not None:
             form = type(form.__name__, (_RefusedForm, form), {"concurrency_refused": refused})
@@ -550,6 +602,8 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     ) -> HttpResponse:
         if request.method != "POST":
             return super().changeform_view(request, object_id, form_url, extra_context)
+        if object_id is not None and self._is_gone(request, object_id):
+            return self.response_deleted(request, object_id, form_url, extra_context)
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except RecordModifiedError as error:
@@ -570,8 +624,212 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         Show the form again, with the user's input and the reason. Override it
         to answer differently (``ConflictResolutionMixin`` shows its resolution page).
         """
+        if object_id is not None and self._is_gone(request, object_id):
+            return self.response_deleted(request, object_id, form_url, extra_context)
         request._concurrency_refused = error  # type: ignore[attr-defined]
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _is_gone(self, request: HttpRequest, object_id: str) -> bool:
+        """Return whether a change form was posted for an object this user can no longer find.
+
+        "Save as new" and users without change permission take Django's own path.
+        """
+        if "_saveasnew" in request.POST or not self.has_change_permission(request, None):
+            return False
+        to_field = request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR))
+        if to_field and not self.to_field_allowed(request, to_field):
+            return False
+        return self.get_object(request, unquote(object_id), to_field) is None
+
+    def response_deleted(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Answer a change form posted for an object that is gone (deleted while the user edited it).
+
+        Django would redirect to the admin index and drop the input. Show the
+        form again instead, with the user's input and the reason; a user who
+        may add objects gets a "Save as new" button (Django's own
+        ``_saveasnew``, inline rows included) to keep their work as a new object.
+        """
+        opts = self.opts
+        may_add = self.has_add_permission(request)
+        fieldsets = self.get_fieldsets(request, None)
+        form_class = self.get_form(request, None, change=False, fields=flatten_fieldsets(fieldsets))
+        form = form_class(request.POST, request.FILES)
+        form.is_valid()
+        values = {"name": capfirst(str(opts.verbose_name)), "key": object_id}
+        if may_add:
+            message = _(
+                "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
+                "your changes were not saved. Your input is kept below: “Save as new” adds it as a new "
+                "%(verbose_name)s."
+            ) % {**values, "verbose_name": opts.verbose_name}
+        else:
+            message = (
+                _(
+                    "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
+                    "your changes were not saved. Your input is kept below so that you can copy it."
+                )
+                % values
+            )
+        form.add_error(None, message)
+        formsets: list[Any] = []
+        inline_instances: list[Any] = []
+        if may_add:
+            prefixes: dict[str, int] = {}
+            for formset_class, inline in self.get_formsets_with_inlines(request):
+                prefix = formset_class.get_default_prefix()
+                prefixes[prefix] = prefixes.get(prefix, 0) + 1
+                if prefixes[prefix] != 1 or not prefix:
+                    prefix = f"{prefix}-{prefixes[prefix]}"
+                kwargs = self.get_formset_kwargs(request, form.instance, inline, prefix)
+                # Rows of the deleted object become new rows, as with "Save as new".
+                kwargs["save_as_new"] = True
+                formsets.append(formset_class(**kwargs))
+                inline_instances.append(inline)
+        admin_form = helpers.AdminForm(
+            form,
+            list(fieldsets),  # type: ignore[arg-type]  # the stubs' fieldsets types disagree
+            self.get_prepopulated_fields(request, None) if may_add else {},
+            self.get_readonly_fields(request, None) if may_add else flatten_fieldsets(fieldsets),
+            model_admin=self,
+        )
+        media = self.media + admin_form.media
+        inline_formsets = self.get_inline_formsets(request, formsets, inline_instances, None)
+        for inline_formset in inline_formsets:
+            media += inline_formset.media
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("%(name)s deleted by someone else") % {"name": capfirst(str(opts.verbose_name))},
+            "subtitle": None,
+            "adminform": admin_form,
+            "object_id": None,
+            "original": None,
+            "is_popup": False,
+            "to_field": None,
+            "media": media,
+            "inline_admin_formsets": inline_formsets,
+            "errors": helpers.AdminErrorList(form, formsets),
+            "preserved_filters": self.get_preserved_filters(request),
+            "concurrency_may_add": may_add,
+            **(extra_context or {}),
+        }
+        response = self.render_change_form(
+            request, context, add=True, change=False, obj=None, form_url=form_url
+        )
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            response.context_data["concurrency_change_form"] = select_template(
+                response.template_name  # type: ignore[arg-type]  # render_change_form gives names
+            )
+            response.template_name = "concurrency/change_form_deleted.html"
+        response.status_code = 409
+        return response
+
+    # -- the delete page ----------------------------------------------------
+
+    def get_delete_confirmation_template(self) -> str:
+        """Return the template of the delete page that posts the signed version."""
+        if DJANGO_61:
+            return "concurrency/delete_confirmation.html"
+        return "concurrency/delete_confirmation_52.html"
+
+    @property
+    def delete_confirmation_template(self) -> str | None:  # type: ignore[override]
+        """Post the signed version from the delete page, so the deletion is checked against it."""
+        if self.check_concurrent_delete and _version_field(self.model) is not None:
+            return self.get_delete_confirmation_template()
+        return None
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        obj = context.get("object")
+        field = _version_field(self.model)
+        if field is not None and obj is not None and self.check_concurrent_delete:
+            context["concurrency_version_name"] = ROW_VERSION_KEY
+            context["concurrency_version"] = sign_version(
+                self.model._meta.concrete_model, obj.pk, getattr(obj, field.attname)
+            )
+        return super().render_delete_form(request, context)  # type: ignore[no-any-return]
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        """Delete ``obj`` with the version the delete page showed; refuse a stale confirmation.
+
+        ``obj`` was just read through ``get_object()``: a version that differs
+        from its own is refused at once; a change that lands after that read
+        makes the conditional DELETE match no row. Either way nothing is deleted.
+        """
+        field = _version_field(type(obj))
+        if (
+            field is not None
+            and self.check_concurrent_delete
+            and request.method == "POST"
+            and is_checked(obj)
+        ):
+            try:
+                version = unsign_version(
+                    type(obj)._meta.concrete_model, obj.pk, request.POST.get(ROW_VERSION_KEY)
+                )
+            except ValueError:
+                raise _DeleteRefused(obj, stale=False) from None
+            if version != getattr(obj, field.attname):
+                raise _DeleteRefused(obj, stale=True)
+        super().delete_model(request, obj)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[no-any-return]
+        except _DeleteRefused as refused:
+            # Django's transaction is rolled back (its log entry included).
+            return self._response_delete_refused(request, object_id, refused.obj, stale=refused.stale)
+        except RecordModifiedError as error:
+            # The conditional DELETE (of the object, or of a row its deletion
+            # cascades to) matched no row: a change landed after the check.
+            if error.target is None:
+                raise
+            return self._response_delete_refused(
+                request, object_id, error.target, stale=True, gone=error.db_version is None
+            )
+
+    def _response_delete_refused(
+        self, request: HttpRequest, object_id: str, obj: Any, *, stale: bool, gone: bool = False
+    ) -> HttpResponse:
+        opts = self.model._meta
+        values = {"name": capfirst(str(type(obj)._meta.verbose_name)), "obj": _describe(obj)}
+        if gone:
+            message = _("%(name)s %(obj)s was deleted by someone else in the meantime.") % values
+        elif stale:
+            message = (
+                _(
+                    "%(name)s %(obj)s was changed by someone else after the delete page was loaded, so it "
+                    "was not deleted. Check its current values, and delete it again if you still want to."
+                )
+                % values
+            )
+        else:
+            message = (
+                _(
+                    "The confirmation did not carry a valid version of %(name)s %(obj)s, so it was not "
+                    "deleted. Open its delete page again."
+                )
+                % values
+            )
+        self.message_user(request, message, messages.WARNING if gone else messages.ERROR)
+        site = self.admin_site.name
+        if not gone and self.has_view_or_change_permission(request):
+            # object_id is the URL's own (admin-quoted) form of the pk.
+            url = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id], current_app=site
+            )
+        elif self.has_view_or_change_permission(request):
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=site)
+        else:
+            url = reverse("admin:index", current_app=site)
+        return HttpResponseRedirect(url)
 
     # -- system checks ------------------------------------------------------
 
@@ -633,6 +891,49 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         if self.fields:
             return "fields", [(None, {"fields": self.fields})]
         return None
+
+
+class _DeleteRefused(Exception):  # noqa: N818 - internal signal, never leaves delete_view
+    """A delete confirmation whose version is stale (or missing, or not valid)."""
+
+    def __init__(self, obj: Any, *, stale: bool) -> None:
+        super().__init__(obj)
+        self.obj = obj
+        self.stale = stale
+
+
+def _check_inlines(model_admin: admin.ModelAdmin) -> list[checks.CheckMessage]:
+    """Warn about inlines of versioned models that leave the version out of their form.
+
+    Such an inline's rows are saved without a version check (concurrency.A003).
+    """
+    problems: list[checks.CheckMessage] = []
+    for inline in model_admin.inlines:
+        field = _version_field(inline.model)
+        if field is None:
+            continue
+        name = field.name
+        where = None
+        if name in (inline.exclude or ()) or name in (inline.readonly_fields or ()):
+            where = "exclude' or 'readonly_fields"
+        elif inline.fieldsets and name not in flatten_fieldsets(inline.fieldsets):
+            where = "fieldsets"
+        elif inline.fields and name not in flatten_fieldsets([(None, {"fields": inline.fields})]):
+            where = "fields"
+        if where is None:
+            continue
+        label = f"{inline.__module__}.{inline.__qualname__}"
+        problems.append(
+            checks.Warning(
+                f"{label}, an inline of {inline.model._meta.label} in "
+                f"{type(model_admin).__module__}.{type(model_admin).__qualname__}, leaves the version field "
+                f"{name!r} out of its '{where}', so the rows it saves are not version-checked.",
+                hint=f"Add {name!r} to the inline's 'fields' or 'fieldsets' (it renders as a hidden input).",
+                obj=inline,
+                id="concurrency.A003",
+            )
+        )
+    return problems
 
 
 def _check_request() -> HttpRequest:

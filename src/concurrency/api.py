@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from django.db import models
 
-from . import core
+from . import _verify, core
 from .exceptions import RecordModifiedError
 from .retry import retry_on_conflict
 
@@ -23,6 +23,7 @@ __all__ = [
     "get_version_fieldname",
     "is_changed",
     "retry_on_conflict",
+    "verify_unchanged",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,10 +70,29 @@ def apply_concurrency_check(
 
     The column must exist: add it with a migration of your own (see the
     documentation). Does nothing if the model is already versioned.
+
+    Proxies and multi-table children of ``model`` declared before the call
+    (in any app's models.py, when it runs in ``AppConfig.ready()``) are
+    versioned too: their cached field lists are refreshed and their saves and
+    deletes checked, as for subclasses declared afterwards.
     """
     if hasattr(model, "_concurrencymeta"):
         return
     versionclass().contribute_to_class(model, fieldname)
+    from .fields import _prepare_subclass
+
+    # Django expires the field caches of ``model`` only (and the registry's
+    # clear_cache() does nothing before the registry is ready, that is during
+    # ready()): its subclasses would keep field lists without the new field.
+    model._meta.apps.clear_cache()
+    pending = list(model.__subclasses__())
+    while pending:
+        subclass = pending.pop(0)
+        if getattr(subclass, "_meta", None) is None or subclass._meta.abstract:
+            continue
+        subclass._meta._expire_cache()  # type: ignore[attr-defined]
+        _prepare_subclass(subclass)
+        pending.extend(subclass.__subclasses__())
 
 
 class _Toggle:
@@ -146,3 +166,22 @@ class concurrency_disable_increment(_Toggle):  # noqa: N801 - public name kept f
     """Keep versions unchanged by writes of a model or instance; writes are still checked."""
 
     var = core._no_increment
+
+
+def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
+    """Check that the rows of ``instances`` still hold their versions, and lock them.
+
+    For rows a decision was read from but that are not written (write skew):
+    one no-op ``UPDATE … SET version = version WHERE pk … AND version …`` per
+    model verifies them and keeps them from changing until the transaction
+    ends. A changed row raises ``RecordModifiedError``, a deleted one
+    ``RecordDeletedError``, naming the first such instance; ``retry_on_conflict``
+    retries the former. Call it inside ``atomic()``; outside a transaction the
+    rows are locked only for the statement.
+
+    The value returned is also a context manager: ``with verify_unchanged(a, b):``
+    runs its block in ``atomic()`` and verifies the instances again at exit,
+    before the block's writes commit.
+    """
+    _verify.verify(instances)
+    return _verify.VerifyUnchanged(instances)

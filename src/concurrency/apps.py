@@ -23,5 +23,8 @@ class ConcurrencyConfig(AppConfig):
         from .triggers import create_after_migrate
 
         checks.register()
+        from . import aggregates
+
+        aggregates.register()
         # Once per migrated app, on the database being migrated only.
         post_migrate.connect(create_after_migrate, dispatch_uid="concurrency.create_triggers")

@@ -131,7 +131,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="concurrency.E004",
                 )
             )
+    live = conf.LIVE_INTERVAL
+    if isinstance(live, bool) or not isinstance(live, int | float) or not 0 <= live < 86400:
+        errors.append(
+            checks.Error(
+                f"{PREFIX}LIVE_INTERVAL = {live!r} is not a number of seconds.",
+                hint="Give the seconds between checks as a number from 0 (off) to 86399; the default is 30.",
+                id="concurrency.E016",
+            )
+        )
     return errors
+
+
+def check_admin_inlines(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn about admin inlines of versioned models that leave the version out (concurrency.A003)."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django.contrib.admin.sites import all_sites
+
+    from .admin import _check_inlines
+
+    warnings: list[checks.CheckMessage] = []
+    for site in all_sites:
+        for model_admin in site._registry.values():
+            warnings.extend(_check_inlines(model_admin))
+    return warnings
 
 
 def register() -> None:
@@ -139,3 +165,4 @@ def register() -> None:
     checks.register(check_settings)
     checks.register(check_triggers, checks.Tags.models)
     checks.register(check_triggers_exist, checks.Tags.database)
+    checks.register(check_admin_inlines, checks.Tags.admin)

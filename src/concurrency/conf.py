@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "TRIGGERS_FACTORY": {},
     # concurrency.http / concurrency.rest_framework: a write without If-Match is 428.
     "REQUIRE_IF_MATCH": True,
+    # concurrency.live: seconds between "changed since you opened it" checks; 0 = off.
+    "LIVE_INTERVAL": 30,
 }
 
 # Settings that older releases understood and that now only produce a system

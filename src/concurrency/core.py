@@ -264,7 +264,7 @@ def _loaded_version(instance: Any, field: VersionField) -> tuple[Any, bool]:
     if not is_checked(instance):
         return getattr(instance, field.attname), False
     data = instance.__dict__
-    if field.attname not in data:
+    if field.attname not in data or LATE in data:
         raise VersionNotLoadedError(instance)
     settle(instance)
     old = data[field.attname]
@@ -372,7 +372,12 @@ def save_update(
         else:
             set_written_version(instance, using, old, new)
         return rows
-    if not checked or instance._state.adding:
+    if not checked:
+        return rows
+    if instance._state.adding and not field.model._base_manager.using(using).filter(pk=pk_val).exists():
+        # Never loaded (built with its pk and a version: a copy, a history
+        # row's instance): a missing row is inserted; an existing one at
+        # another version is a conflict, not an INSERT over its primary key.
         return rows
     raise_conflict(instance, old, using)
 
@@ -397,6 +402,8 @@ def save_update(
 # write counts as rolled back: the worst outcome is a false conflict.
 
 WRITES = "_concurrency_writes"
+# Set on an instance whose deferred version was loaded after the rest of its row.
+LATE = "_concurrency_late"
 
 
 class _Commit:

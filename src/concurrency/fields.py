@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -45,13 +46,19 @@ class _VersionAttribute(DeferredAttribute):
         try:
             return data[self.field.attname]
         except KeyError:
-            return super().__get__(instance, cls)
+            value = super().__get__(instance, cls)
+        # Deferred (only()/defer()) and loaded now: newer than the rest of the
+        # row, so a checked write of this instance is refused (core.held_version).
+        data[core.LATE] = True
+        return value
 
     def __set__(self, instance: Any, value: Any) -> None:
         data = instance.__dict__
         data[self.field.attname] = value
         if core.WRITES in data:
             del data[core.WRITES]
+        if core.LATE in data:
+            del data[core.LATE]
 
 
 class VersionField(models.BigIntegerField):
@@ -82,6 +89,13 @@ class VersionField(models.BigIntegerField):
         return name, path, args, kwargs
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        if _is_history_copy(cls):
+            # django-simple-history copies every field into its historical
+            # model; there the version is a record of what was saved, never
+            # checked, so the copy becomes the plain integer it stores.
+            self.__class__ = models.BigIntegerField  # type: ignore[assignment]
+            models.BigIntegerField.contribute_to_class(self, cls, name, private_only=private_only)
+            return
         super().contribute_to_class(cls, name, private_only=private_only)
         if cls._meta.abstract:
             return
@@ -115,6 +129,18 @@ class VersionField(models.BigIntegerField):
                     hint="Use a single-column primary key, or remove the version field.",
                     obj=model,
                     id="concurrency.E002",
+                )
+            )
+        override = _foreign_do_update(model)
+        if override is not None:
+            errors.append(
+                checks.Warning(
+                    f"{model._meta.label} inherits _do_update() from {override.__qualname__}, "
+                    "which its version field replaces: that override is never called.",
+                    hint="The version check refuses every stale save on its own; drop the override "
+                    "(see 'Using with other libraries' in the documentation).",
+                    obj=model,
+                    id="concurrency.W010",
                 )
             )
         return errors
@@ -398,6 +424,8 @@ def _manage(model: Any, field: VersionField) -> None:
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
     model._do_update = core.versioned_do_update
     model.get_concurrency_version = _get_concurrency_version
+    if isinstance(field, TriggerVersionField):
+        _accept_refetch(model)
     if model._meta.apps is not global_apps:
         # A historical model rendered by migrations: saves are checked, but
         # deletes are not, so that long migrate runs leave no receivers behind.
@@ -405,6 +433,48 @@ def _manage(model: Any, field: VersionField) -> None:
     pre_delete.connect(
         core.check_delete, sender=model, dispatch_uid=f"concurrency.check_delete.{model._meta.label}"
     )
+
+
+def _accept_refetch(model: Any) -> None:
+    """Let ``save()`` take django-concurrency's ``refetch`` keyword (models with a TriggerVersionField).
+
+    django-concurrency assumed its trigger added one, and offered
+    ``save(refetch=True)`` to read the stored version instead. Here the save
+    always reads the stored version back in the UPDATE itself, so the keyword
+    costs nothing; with it, ``save()`` returns the instance, as
+    django-concurrency returned its refetched copy. The model's own ``save()``
+    (or the one it inherits) is wrapped once per class that defines one.
+    """
+    save = model.save
+    if getattr(save, "_concurrency_refetch", False):
+        return
+
+    @functools.wraps(save)
+    def save_accepting_refetch(self: Any, *args: Any, refetch: bool = False, **kwargs: Any) -> Any:
+        save(self, *args, **kwargs)
+        return self if refetch else None
+
+    save_accepting_refetch._concurrency_refetch = True  # type: ignore[attr-defined]
+    model.save = save_accepting_refetch
+
+
+def _is_history_copy(model: type) -> bool:
+    """Return whether ``model`` is a historical model of django-simple-history being built."""
+    return isinstance(model.__dict__.get("instance_type"), type) and any(
+        f"{klass.__module__}.{klass.__qualname__}" == "simple_history.models.HistoricalChanges"
+        for klass in model.__mro__
+    )
+
+
+def _foreign_do_update(model: type[models.Model]) -> type | None:
+    """Return the class, other than Django's and ours, whose ``_do_update`` ``model`` would have had."""
+    for klass in model.__mro__[1:]:
+        method = klass.__dict__.get("_do_update")
+        if method is not None:
+            if klass is models.Model or method is core.versioned_do_update:
+                return None
+            return klass
+    return None
 
 
 def _get_concurrency_version(self: Any) -> Any:

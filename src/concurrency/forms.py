@@ -76,6 +76,10 @@ class VersionField(forms.Field):
     original row, is ignored). For an existing row a missing, malformed,
     forged or replayed value is a validation error with code ``missing`` or
     ``invalid``.
+
+    ``signer`` replaces the signer for this field: any object with
+    ``sign(value)`` and ``unsign(value)``, used as it is (it is not bound to
+    the row the way the default ``CONCURRENCY_FIELD_SIGNER`` is).
     """
 
     widget = forms.HiddenInput
@@ -90,7 +94,17 @@ class VersionField(forms.Field):
         ),
     }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, signer: Any = None, **kwargs: Any) -> None:
+        if signer is not None and (
+            isinstance(signer, type)
+            or not callable(getattr(signer, "sign", None))
+            or not callable(getattr(signer, "unsign", None))
+        ):
+            raise TypeError(
+                f"VersionField(signer={signer!r}): pass an object with sign() and unsign() methods "
+                "(an instance, not a class)."
+            )
+        self.signer = signer
         # Options that IntegerField-style callers pass and that mean nothing here.
         for option in ("min_value", "max_value", "step_size", "localize"):
             kwargs.pop(option, None)
@@ -120,10 +134,10 @@ class VersionField(forms.Field):
         return instance._meta.concrete_model, None if self._is_new() else instance.pk
 
     def _sign(self, version: Any) -> str:
-        return sign_version(*self._row(), version)
+        return sign_version(*self._row(), version, signer=self.signer)
 
     def _unsign(self, value: Any) -> int:
-        return unsign_version(*self._row(), value)
+        return unsign_version(*self._row(), value, signer=self.signer)
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, SignedValue):
@@ -216,20 +230,33 @@ class ConcurrentForm(forms.ModelForm):
         instance = self.instance
         if not core.is_checked(instance) or not (version or conf.VERSION_FIELD_REQUIRED):
             return
-        field = instance._concurrencymeta.field
-        model = field.model
-        using = instance._state.db or router.db_for_write(model, instance=instance)
-        current = list(
-            model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
-        )
+        current = self._current_version()
         if not current:
             self.add_error(None, VersionChangedError(self.default_error_messages["deleted"], code="deleted"))
         elif current[0] != version:
             self.add_error(None, VersionChangedError(self.default_error_messages["changed"], code="changed"))
 
+    def _current_version(self) -> list[Any]:
+        """Return ``[version]`` of the row as the database holds it now, ``[]`` if it is gone."""
+        instance = self.instance
+        field = instance._concurrencymeta.field  # type: ignore[attr-defined]
+        model = field.model
+        using = instance._state.db or router.db_for_write(model, instance=instance)
+        return list(
+            model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
+        )
+
     def save(self, commit: bool = True) -> Any:
-        """Save with the version the user submitted, so the UPDATE is checked against it."""
+        """Save with the version the user submitted, so the UPDATE is checked against it.
+
+        Like ``ModelForm.save()``, validate first if ``is_valid()`` was not
+        called, and raise ``ValueError`` for a form with errors (a stale or
+        forged version included).
+        """
         name = self._version_field_name()
+        if self.errors:
+            # ModelForm.save() raises its "didn't validate" ValueError.
+            return super().save(commit=commit)
         if name is not None and self._is_existing() and self.cleaned_data.get(name) is not None:
             attname = self.instance._concurrencymeta.field.attname
             setattr(self.instance, attname, self.cleaned_data[name])

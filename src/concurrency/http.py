@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from .api import get_version_fieldname
@@ -58,6 +58,7 @@ __all__ = [
     "PreconditionRequired",
     "apply_preconditions",
     "make_etag",
+    "not_modified",
     "preconditions",
     "problem_response",
     "version_from_etag",
@@ -222,16 +223,58 @@ class PreconditionRequired(PreconditionError):  # noqa: N818 - named after the H
 
 
 class NotModified(PreconditionError):  # noqa: N818 - named after the HTTP status
-    """If-None-Match matches the current ETag of a GET or HEAD (304, no body)."""
+    """If-None-Match matches the current ETag of a GET or HEAD (304, no body).
+
+    The preconditions of a view do not raise it: they let the view build its
+    200 and turn that into the 304 (see ``not_modified``), so that the 304
+    carries the headers the 200 would have had. Raise it from your own code to
+    answer a bare 304 with the instance's ETag.
+    """
 
     status = 304
     title = "Not Modified"
 
     def response(self) -> HttpResponse:
-        response = HttpResponse(status=304)
+        response = HttpResponseNotModified()
         if self.instance is not None:
             response["ETag"] = make_etag(self.instance)
         return response
+
+
+#: Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5: the
+#: validators and the fields that would have gone with a 200 to a cache).
+NOT_MODIFIED_HEADERS = (
+    "Cache-Control",
+    "Content-Location",
+    "Date",
+    "ETag",
+    "Expires",
+    "Last-Modified",
+    "Vary",
+)
+
+
+def not_modified(response: HttpResponseBase) -> HttpResponseNotModified:
+    """Return the 304 that stands for the 2xx ``response``: no body, no ``Content-Type``.
+
+    The 304 carries the validator and caching headers of ``response`` (``ETag``,
+    ``Last-Modified``, ``Cache-Control``, ``Expires``, ``Vary``, ``Date``,
+    ``Content-Location``) and its cookies, as RFC 9110 §15.4.5 asks, and the
+    ``Content-Length`` the 200 had.
+    """
+    answer = HttpResponseNotModified()
+    for name in NOT_MODIFIED_HEADERS:
+        if response.has_header(name):
+            answer[name] = response[name]
+    answer.cookies = response.cookies
+    if not response.streaming:
+        # A Content-Length in a 304 must be the 200's (RFC 9110 §8.6); giving
+        # it keeps CommonMiddleware from adding a wrong "0".
+        render = getattr(response, "render", None)
+        if callable(render) and not getattr(response, "is_rendered", True):
+            render()
+        answer["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
+    return answer
 
 
 def problem_response(problem: dict[str, Any], encoder: type[json.JSONEncoder] | None = None) -> HttpResponse:
@@ -289,6 +332,8 @@ class _Preconditions:
         self.instance: Model | None = None
         # The version the write is bound to, when If-Match named one.
         self.version: int | None = None
+        # If-None-Match matched on a GET or HEAD: the 2xx answer becomes a 304.
+        self.not_modified = False
         # "If-Match: *" was sent (and the row exists).
         self.star = False
 
@@ -313,6 +358,7 @@ class _Preconditions:
         self.instance = instance
         self.version = None
         self.star = False
+        self.not_modified = False
         if_match = self.headers.get("If-Match")
         if if_match is not None:
             self._apply_if_match(instance, if_match)
@@ -368,7 +414,10 @@ class _Preconditions:
         if not matches:
             return
         if self.method in ("GET", "HEAD"):
-            raise NotModified("Not modified.", instance=instance)
+            # The view goes on: its 200 becomes the 304 in finish(), with the
+            # caching headers the 200 would have carried.
+            self.not_modified = True
+            return
         raise PreconditionFailed(
             "If-None-Match matches the current version of the record.", instance=instance
         )
@@ -393,16 +442,24 @@ class _Preconditions:
         )
 
     def finish(self, response: HttpResponseBase) -> HttpResponseBase:
-        """Give a successful response the ETag of the instance as it is now."""
+        """Give a successful response the ETag of the instance as it is now.
+
+        After a matching If-None-Match on GET or HEAD, return the 304 that
+        stands for it instead. Other statuses are left alone (RFC 9110
+        §13.2.1: a conditional answers only what would have been a 2xx).
+        """
         instance = self.instance
+        if not 200 <= response.status_code < 300:
+            return response
         if (
             instance is not None
             and instance.pk is not None
-            and 200 <= response.status_code < 300
             and self.method != "DELETE"
             and not response.has_header("ETag")
         ):
             response["ETag"] = make_etag(instance)
+        if self.not_modified and self.method in ("GET", "HEAD"):
+            return not_modified(response)
         return response
 
 

@@ -24,23 +24,32 @@ class ConcurrencyMiddleware:
     Works in both sync and async stacks. Only errors that reach the view layer
     are seen: code that catches ``RecordModifiedError`` itself (``ConcurrentForm``
     users, the admin) handles conflicts its own way.
+
+    ``ConcurrencyMiddleware()`` without ``get_response``, as old-style code and
+    tests build it, can only be asked to ``process_exception()``.
     """
 
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any] | None = None) -> None:
         self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
+        self.is_async = get_response is not None and iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.get_response is None:
+            raise TypeError(
+                "ConcurrencyMiddleware() was created without get_response: list it in MIDDLEWARE, "
+                "or call process_exception() directly."
+            )
         if self.is_async:
             return self.__acall__(request)
         return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        assert self.get_response is not None
         return await self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -131,10 +131,19 @@ def read_snapshot(model: type[models.Model], pk: Any, value: str) -> tuple[Any, 
         raise ValueError("invalid conflict snapshot") from exc
 
 
+class _SnapshotField(forms.CharField):
+    """The hidden snapshot: bookkeeping, never a change the user made (nor one the admin logs)."""
+
+    widget = forms.HiddenInput
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False
+
+
 class _SnapshotForm(forms.ModelForm):
     """Adds the hidden, signed snapshot of what the form showed."""
 
-    _concurrency_base = forms.CharField(widget=forms.HiddenInput, required=False)
+    _concurrency_base = _SnapshotField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -327,6 +336,9 @@ class ConflictResolutionMixin:
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        if request.method == "POST" and BASE_FIELD not in request.POST and _resolution_keys(request.POST):
+            # A resolution page's POST without its snapshot cannot be merged.
+            return self.render_resolution_invalid(request, object_id)
         if request.method != "POST" or object_id is None or BASE_FIELD not in request.POST:
             return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
         response = self._resolve(request, object_id)
@@ -367,18 +379,26 @@ class ConflictResolutionMixin:
             return None
         if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
             return None
-        if RESOLVE_FIELD in request.POST:
+        again = RESOLVE_FIELD in request.POST
+        if again:
+            form = self.get_form(request, obj, change=True)(instance=obj)
+            if not _valid_resolution(request.POST, form):
+                return self.render_resolution_invalid(request, object_id)
             request.POST = self._merged_post(request.POST)  # type: ignore[assignment]
+        elif _resolution_keys(request.POST):
+            return self.render_resolution_invalid(request, object_id)
         try:
             version, shown, base = read_snapshot(model, obj.pk, request.POST[BASE_FIELD])
         except ValueError:
+            if again:
+                return self.render_resolution_invalid(request, object_id)
             return None  # the form's own version check reports it
         current = getattr(obj, obj._concurrencymeta.field.attname)
         if current == version:
             return None
         form_class = self.get_form(request, obj, change=True)
         merge = three_way(form_class, obj, base, request.POST)
-        return self.render_resolution(request, obj, merge, shown)
+        return self.render_resolution(request, obj, merge, shown, again=again)
 
     def _merged_post(self, post: QueryDict) -> QueryDict:
         """Build the change form's POST from the choices made on the resolution page."""
@@ -396,9 +416,12 @@ class ConflictResolutionMixin:
         return merged
 
     def render_resolution(
-        self, request: HttpRequest, obj: models.Model, merge: Merge, shown: datetime
+        self, request: HttpRequest, obj: models.Model, merge: Merge, shown: datetime, *, again: bool = False
     ) -> HttpResponse:
-        """Render the resolution page, from the template ``resolve_conflict_template``."""
+        """Render the resolution page, from the template ``resolve_conflict_template``.
+
+        ``again`` is true when the page itself was submitted and the row had changed once more.
+        """
         opts = obj._meta
         theirs_snapshot = snapshot(self.get_form(request, obj, change=True)(instance=obj))
         hidden: Items = [(BASE_FIELD, theirs_snapshot), (RESOLVE_FIELD, "1"), *merge.version_items]
@@ -422,13 +445,68 @@ class ConflictResolutionMixin:
             "original": obj,
             "merge": merge,
             "hidden": [(k, v) for k, v in hidden if k != "csrfmiddlewaretoken"],
-            "changes": changed_by(obj, shown),
+            # Read for a row get_object() (get_queryset()) gave this user, and only
+            # if they may see its history, as Django's history page asks.
+            "changes": changed_by(obj, shown) if self.has_view_or_change_permission(request, obj) else [],  # type: ignore[attr-defined]
             "shown": shown,
+            "again": again,
             "choice_prefix": CHOICE_PREFIX,
             "has_view_permission": True,
             "app_label": opts.app_label,
         }
         return TemplateResponse(request, self.resolve_conflict_template, context, status=409)
+
+    def render_resolution_invalid(self, request: HttpRequest, object_id: str | None) -> HttpResponse:
+        """Answer a resolution POST that cannot be read (400): nothing is saved."""
+        opts = self.model._meta  # type: ignore[attr-defined]
+        request.current_app = self.admin_site.name  # type: ignore[attr-defined]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": _("Your choices could not be read"),
+            "subtitle": None,
+            "opts": opts,
+            "object_id": object_id,
+            "app_label": opts.app_label,
+        }
+        return TemplateResponse(request, "concurrency/resolve_invalid.html", context, status=400)
+
+
+def _resolution_keys(post: QueryDict) -> list[str]:
+    """Return the keys of ``post`` that only a resolution page sends."""
+    return [
+        key
+        for key in post
+        if key == RESOLVE_FIELD or key.startswith((CHOICE_PREFIX, MINE_PREFIX, THEIRS_PREFIX))
+    ]
+
+
+def _valid_resolution(post: QueryDict, form: forms.BaseForm) -> bool:
+    """Return whether ``post`` is what the resolution page of ``form`` sends.
+
+    One choice, ``mine`` or ``theirs``, for every merged field and for no
+    other; values only for the merged fields' own inputs; no other
+    ``_concurrency_*`` key.
+    """
+    fields = {bound.name: set(_keys(bound)) for bound in _merged_fields(form)}
+    if post.getlist(RESOLVE_FIELD) != ["1"] or len(post.getlist(BASE_FIELD)) != 1:
+        return False
+    chosen = set()
+    for key in post:
+        if key in (BASE_FIELD, RESOLVE_FIELD):
+            continue
+        if key.startswith(CHOICE_PREFIX):
+            name = key[len(CHOICE_PREFIX) :]
+            if name not in fields or post.getlist(key) not in ([MINE], [THEIRS]):
+                return False
+            chosen.add(name)
+        elif key.startswith((MINE_PREFIX, THEIRS_PREFIX)):
+            prefix = MINE_PREFIX if key.startswith(MINE_PREFIX) else THEIRS_PREFIX
+            name, dot, sub = key[len(prefix) :].partition(".")
+            if not dot or name not in fields or sub not in fields[name]:
+                return False
+        elif key.startswith("_concurrency_"):
+            return False
+    return chosen == set(fields)
 
 
 def _field_keys(merge: FieldMerge) -> Iterable[str]:

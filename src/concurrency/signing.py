@@ -41,20 +41,21 @@ def get_signer(model: Any = None, pk: Any = None) -> Any:
     return signer
 
 
-def sign_version(model: Any, pk: Any, version: Any) -> str:
-    """Return ``version`` signed for the row ``model``/``pk``."""
-    return str(get_signer(model, pk).sign(version))
+def sign_version(model: Any, pk: Any, version: Any, signer: Any = None) -> str:
+    """Return ``version`` signed for the row ``model``/``pk`` (or by ``signer``, used as it is)."""
+    return str((signer or get_signer(model, pk)).sign(version))
 
 
-def unsign_version(model: Any, pk: Any, signed: Any) -> int:
+def unsign_version(model: Any, pk: Any, signed: Any, signer: Any = None) -> int:
     """Return the version in ``signed``; raise ``ValueError`` if it is missing, forged or malformed.
 
+    ``signer``, when given, is used as it is instead of the row's signer.
     Callers turn the ``ValueError`` into a form error or a 400 response.
     """
     if signed is None or str(signed).strip() == "":
         raise ValueError("missing version")
     try:
-        raw = get_signer(model, pk).unsign(str(signed))
+        raw = (signer or get_signer(model, pk)).unsign(str(signed))
         version = int(str(raw))
     except (BadSignature, TypeError, ValueError, OverflowError) as exc:
         raise ValueError("invalid version") from exc

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from django.db import models, router, transaction
 
 from .api import get_revision_of_object
 from .exceptions import RecordModifiedError
 
-__all__ = ["ConcurrencyTestMixin"]
+__all__ = ["ConcurrencyTestMixin", "refetch"]
+
+M = TypeVar("M", bound=models.Model)
+
+
+def refetch(instance: M) -> M:
+    """Return a new copy of ``instance`` loaded from the database by primary key.
+
+    The row is read from the database ``instance`` came from, through the
+    model's base manager (as ``refresh_from_db()`` does), so a default
+    manager's filters do not hide it. Raise ``DoesNotExist`` if the row is gone.
+    """
+    model = type(instance)
+    using = instance._state.db or router.db_for_read(model, instance=instance)
+    return model._base_manager.using(using).get(pk=instance.pk)
 
 
 class ConcurrencyTestMixin:

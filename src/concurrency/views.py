@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import connections, models, router
@@ -10,7 +11,7 @@ from django.template import TemplateDoesNotExist, loader
 
 from .exceptions import RecordModifiedError
 
-__all__ = ["ConflictResponse", "callback", "conflict"]
+__all__ = ["ConflictResponse", "callback", "conflict", "submitted_fields"]
 
 DEFAULT_TEMPLATE = "concurrency/409.html"
 
@@ -44,15 +45,29 @@ def _current_row(target: Any) -> Any:
     return model._base_manager.using(using).filter(pk=target.pk).first()
 
 
-def _differences(saved: models.Model | None, attempted: Any) -> list[dict[str, Any]]:
-    """List the editable fields whose value differs between the two versions of a row."""
+def submitted_fields(request: HttpRequest) -> set[str]:
+    """Return the names the request submitted as form data (``POST`` and ``FILES`` keys).
+
+    The default 409 page compares only the model fields among these: the
+    fields the refused write was about, as the requester sent them.
+    """
+    return set(request.POST) | set(request.FILES)
+
+
+def _differences(
+    saved: models.Model | None, attempted: Any, fields: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """List the editable fields, among ``fields``, whose value differs between the two versions of a row."""
     if saved is None or not isinstance(attempted, models.Model):
         return []
     options = getattr(attempted, "_concurrencymeta", None)
     version_field = options.field if options is not None else None
+    wanted = None if fields is None else set(fields)
     rows = []
     for field in attempted._meta.concrete_fields:
         if not field.editable or field.primary_key or field is version_field:
+            continue
+        if wanted is not None and field.name not in wanted and field.attname not in wanted:
             continue
         mine, theirs = field.value_from_object(attempted), field.value_from_object(saved)
         if mine != theirs:
@@ -60,15 +75,26 @@ def _differences(saved: models.Model | None, attempted: Any) -> list[dict[str, A
     return rows
 
 
-def conflict(request: HttpRequest, target: Any = None, template_name: str = "409.html") -> ConflictResponse:
+def conflict(
+    request: HttpRequest,
+    target: Any = None,
+    template_name: str = "409.html",
+    *,
+    fields: Iterable[str] | None = None,
+) -> ConflictResponse:
     """Render the 409 page for a refused write of ``target`` (the default ``CONCURRENCY_HANDLER409``).
 
     The template gets the request (context processors, CSRF token) and
     ``target``/``attempted`` (what the user tried to save), ``saved`` (the row
     as it is now, ``None`` if it was deleted or cannot be read because the
-    transaction is broken), ``deleted``, ``differences`` (the edited
-    fields that differ between the two) and ``request_path``. Without a
-    ``template_name`` in the project, ``concurrency/409.html`` is used.
+    transaction is broken), ``deleted``, ``differences`` and ``request_path``.
+    Without a ``template_name`` in the project, ``concurrency/409.html`` is used.
+
+    ``differences`` lists the fields that differ between the two among
+    ``fields``; by default, the model fields the request submitted
+    (:func:`submitted_fields`), so the page never shows a column the
+    requester did not send. A project that may show more passes ``fields``
+    from a handler of its own.
     """
     try:
         template = loader.get_template(template_name)
@@ -83,7 +109,7 @@ def conflict(request: HttpRequest, target: Any = None, template_name: str = "409
         "attempted": target,
         "saved": saved,
         "deleted": deleted,
-        "differences": _differences(saved, target),
+        "differences": _differences(saved, target, submitted_fields(request) if fields is None else fields),
         "request_path": request.path,
     }
     return ConflictResponse(template.render(context, request))

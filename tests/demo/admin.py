@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from concurrency.admin import ConcurrentModelAdmin
 from concurrency.resolution import ConflictResolutionMixin
 
-from .models import Article, Category, Item
+from .models import Article, Category, Item, Order, OrderLine, PlainOrder, PlainOrderLine
 
 
 @admin.action(description="Mark selected articles as published")
@@ -29,8 +29,9 @@ def publish(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
 class ArticleAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
     """A stale change form shows the field-by-field resolution page."""
 
-    list_display = ["title", "status", "version"]
-    list_display_links = ["version"]
+    # The title is editable in the list, so the first column links to the change form.
+    list_display = ["__str__", "title", "status", "version"]
+    list_display_links = ["__str__"]
     list_editable = ["title", "status"]
     list_filter = ["status"]
     search_fields = ["title"]
@@ -54,7 +55,33 @@ class CategoryAdmin(ConcurrentModelAdmin):
 
 @admin.register(Item)
 class ItemAdmin(ConcurrentModelAdmin):
-    list_display = ["name", "category", "version"]
-    list_display_links = ["version"]
+    list_display = ["__str__", "name", "category", "version"]
+    list_display_links = ["__str__"]
     list_editable = ["name", "category"]
     list_filter = ["category"]
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 1
+
+
+@admin.register(Order)
+class OrderAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
+    """An aggregate: a line added, changed or deleted by someone else is a conflict for the order."""
+
+    list_display = ["customer", "version"]
+    inlines = [OrderLineInline]
+
+
+class PlainOrderLineInline(admin.TabularInline):
+    model = PlainOrderLine
+    extra = 1
+
+
+@admin.register(PlainOrder)
+class PlainOrderAdmin(ConcurrentModelAdmin):
+    """The same admin without an aggregate (bench/aggregates.py)."""
+
+    list_display = ["customer", "version"]
+    inlines = [PlainOrderLineInline]

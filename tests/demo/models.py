@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 
+from concurrency.aggregates import AggregateManager
 from concurrency.fields import (
     AutoIncVersionField,
     ConditionalVersionField,
@@ -147,11 +148,20 @@ class Category(models.Model):
     name = models.CharField(max_length=30)
     version = AutoIncVersionField()
 
+    class Meta:
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
 
 class Item(models.Model):
     category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=30)
     version = AutoIncVersionField()
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class CustomVersionField(models.Model):
@@ -206,6 +216,9 @@ class PlainRow(models.Model):
 
 class Tag(models.Model):
     name = models.CharField(max_length=30)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ConditionalArticle(models.Model):
@@ -303,3 +316,66 @@ class UUIDStock(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# -- Consistent reads (concurrency.api.verify_unchanged) --------------------------
+
+
+class Doctor(models.Model):
+    """The write-skew example: at least one doctor of a shift must stay on call."""
+
+    name = models.CharField(max_length=30)
+    shift = models.CharField(max_length=30)
+    on_call = models.BooleanField(default=True)
+    version = AutoIncVersionField()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# -- Versioned aggregates (concurrency.aggregates) --------------------------------
+
+
+class Order(models.Model):
+    """An aggregate root: its lines are part of it."""
+
+    customer = models.CharField(max_length=60)
+    version = AutoIncVersionField()
+
+    def __str__(self) -> str:
+        return self.customer
+
+
+class OrderLine(models.Model):
+    """A child with no version of its own: writing it bumps its order's version."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.CharField(max_length=60)
+    quantity = models.IntegerField(default=1)
+
+    objects = AggregateManager()
+
+    class Meta:
+        ordering = ["pk"]
+
+    class ConcurrencyMeta:
+        aggregate_root = "order"
+
+    def __str__(self) -> str:
+        return self.product
+
+
+class PlainOrder(models.Model):
+    """Order without aggregate lines, for the benchmark."""
+
+    customer = models.CharField(max_length=60)
+    version = AutoIncVersionField()
+
+
+class PlainOrderLine(models.Model):
+    order = models.ForeignKey(PlainOrder, on_delete=models.CASCADE, related_name="lines")
+    product = models.CharField(max_length=60)
+    quantity = models.IntegerField(default=1)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -18,6 +19,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from django.views.generic import UpdateView
 from django.views.generic.detail import SingleObjectMixin
 
 from concurrency.http import PreconditionFailed, PreconditionMixin, apply_preconditions, preconditions
@@ -121,3 +123,26 @@ class ArticleDetailView(PreconditionMixin, SingleObjectMixin, View):
 
     def delete(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return _delete(self.get_object())
+
+
+class ArticleEditForm(forms.ModelForm):
+    """A plain ModelForm: the signed version is posted back and saved with, nothing is checked early."""
+
+    class Meta:
+        model = Article
+        fields = ["title", "body", "status", "version"]
+
+
+class ArticleEditView(UpdateView):
+    """An HTML edit page without any conflict handling of its own.
+
+    A stale save raises ``RecordModifiedError`` from ``form.save()``; the
+    demo's ``ConcurrencyMiddleware`` answers it with the 409 page.
+    """
+
+    model = Article
+    form_class = ArticleEditForm
+    template_name = "demo/article_edit.html"
+
+    def get_success_url(self) -> str:
+        return self.request.path

@@ -6,9 +6,11 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
 from django.db.models import Model
-from django.http import HttpResponse, HttpResponseBase
+from django.http import Http404, HttpResponse, HttpResponseBase
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -54,7 +56,12 @@ class VersionedViewMixin:
       carry one, so it needs If-Match even when ``require_if_match`` is off.
 
     Errors are ``application/problem+json`` (RFC 9457); a 409 or 412 carries
-    the current representation (``current``), ``version`` and ``etag``.
+    the current representation (``current``), ``version`` and ``etag`` when
+    the requester may read the row as it is now: it is read again through the
+    view's ``filter_queryset(get_queryset())`` and passes
+    ``check_object_permissions``, and is shown through the view's serializer.
+    A row that left the queryset answers as a deleted one (412, no version); a
+    row the permissions now refuse answers what a GET would (403 or 404).
     """
 
     require_if_match: bool | None = None
@@ -129,22 +136,46 @@ class VersionedViewMixin:
         """
         if error.status not in (409, 412) or error.instance is None:
             return error.response()
-        problem = error.problem()
-        current = self._current(error.instance) if reload else error.instance
-        if current is not None:
-            problem["version"] = get_revision_of_object(current)
-            problem["etag"] = make_etag(current)
-            problem["current"] = self.get_serializer(current).data  # type: ignore[attr-defined]
+        if error.kind == "deleted":
+            return self._gone_response()
+        if not reload:
+            # Loaded by get_object() in this request: the view's queryset and
+            # object permissions have passed for the row as it is.
+            current: Model | None = error.instance
         else:
-            problem.update(version=None, etag=None, current=None)
+            current = self._current(error.instance)
+            if current is None:
+                # Deleted, or no longer in this view's queryset for this user:
+                # one answer for both, so the answer tells nothing about a
+                # row the requester can no longer read.
+                return self._gone_response()
+            try:
+                self.check_object_permissions(self.request, current)  # type: ignore[attr-defined]
+            except (APIException, Http404, PermissionDenied) as denied:
+                # What a GET of the row would get now (403 or 404), not its version.
+                return super().handle_exception(denied)  # type: ignore[misc,no-any-return]
+        assert current is not None
+        problem = error.problem()
+        problem["version"] = get_revision_of_object(current)
+        problem["etag"] = make_etag(current)
+        problem["current"] = self.get_serializer(current).data  # type: ignore[attr-defined]
+        return problem_response(problem, encoder=JSONEncoder)
+
+    def _gone_response(self) -> HttpResponse:
+        gone = PreconditionFailed(
+            "The record has been deleted by someone else.", kind="deleted", version=None
+        )
+        problem = gone.problem()
+        problem.update(etag=None, current=None)
         return problem_response(problem, encoder=JSONEncoder)
 
     def _current(self, instance: Model) -> Model | None:
-        queryset = self.get_queryset()  # type: ignore[attr-defined]
-        return queryset.filter(pk=instance.pk).first()
+        """Read the row again through the view's own queryset and filters, as ``get_object()`` does."""
+        queryset = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
+        return queryset.filter(pk=instance.pk).first()  # type: ignore[no-any-return]
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
         if self._preconditions is not None:
-            self._preconditions.finish(response)
+            response = self._preconditions.finish(response)
         return response

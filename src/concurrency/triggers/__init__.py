@@ -89,17 +89,19 @@ def trigger_fields(
     return found
 
 
-def _aliases(databases: Iterable[str] | None) -> list[str]:
+def _aliases(databases: Iterable[str] | str | None) -> list[str]:
+    if isinstance(databases, str):
+        return [databases]
     return list(connections) if databases is None else list(databases)
 
 
-def get_triggers(databases: Iterable[str] | None = None) -> dict[str, list[str]]:
+def get_triggers(databases: Iterable[str] | str | None = None) -> dict[str, list[str]]:
     """Return the names of this library's triggers in each database."""
     return {alias: factory(connections[alias]).names() for alias in _aliases(databases)}
 
 
 def create_triggers(
-    databases: Iterable[str] | None = None, *, replace: bool = False
+    databases: Iterable[str] | str | None = None, *, replace: bool = False
 ) -> dict[str, list[tuple[TriggerVersionField, bool]]]:
     """Create the missing triggers; return ``(field, created)`` pairs per database."""
     done: dict[str, list[tuple[TriggerVersionField, bool]]] = {}
@@ -119,7 +121,7 @@ def create_triggers(
 
 
 def drop_triggers(
-    databases: Iterable[str] | None = None,
+    databases: Iterable[str] | str | None = None,
 ) -> dict[str, list[tuple[TriggerVersionField, bool]]]:
     """Drop the triggers (and PostgreSQL's functions); return ``(field, existed)`` pairs per database."""
     done: dict[str, list[tuple[TriggerVersionField, bool]]] = {}

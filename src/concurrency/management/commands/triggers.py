@@ -26,7 +26,10 @@ class Command(BaseCommand):
             help="A database to work on (repeatable); default: every database in DATABASES.",
         )
 
-    def handle(self, *args: Any, action: str, databases: list[str] | None, **options: Any) -> None:
+    def handle(self, *args: Any, action: str, databases: str | list[str] | None, **options: Any) -> None:
+        if isinstance(databases, str):
+            # call_command("triggers", ..., database="default"): one alias, as with Django's commands.
+            databases = [databases]
         aliases = databases or list(connections)
         unknown = [alias for alias in aliases if alias not in connections]
         if unknown:

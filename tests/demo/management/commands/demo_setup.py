@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from tests.demo.models import Article, Category, Item
+from tests.demo.models import Article, Category, Item, Order, OrderLine
 
 ARTICLES = [
     ("Release notes 1.0", "What changed in the first release.", "published"),
@@ -42,6 +42,11 @@ class Command(BaseCommand):
                 category = Category.objects.create(name=name)
                 for n in range(3):
                     Item.objects.create(category=category, name=f"{name} item {n + 1}")
+        if not Order.objects.exists():
+            for customer in ("ACME", "Globex"):
+                order = Order.objects.create(customer=customer)
+                for product in ("Bolts", "Nuts", "Washers"):
+                    OrderLine.objects.create(order_id=order.pk, product=product, quantity=10)
         for name in ("Editors", "Reviewers"):
             Group.objects.get_or_create(name=name)
         self.stdout.write(f"Demo data ready: {Article.objects.count()} articles.")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Time a 20-line inline save of the admin, with the lines versioned as part of their order and without.
+
+    python bench/aggregates.py [--db sqlite-mem|sqlite|postgresql|mariadb|all] [--rounds N]
+
+The demo's ``OrderAdmin``-style ``ConcurrentModelAdmin`` with a tabular inline
+of 20 lines, on ``Order``/``OrderLine`` (``ConcurrencyMeta.aggregate_root``)
+and on the identical ``PlainOrder``/``PlainOrderLine`` (no declaration),
+through Django's test client, alternating in shuffled order. Each save
+changes the quantity of all 20 lines. The table gives the median time of the
+POST, the ratio, and the SQL statements (and UPDATEs of the order table) of one save.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from typing import Any
+
+import _setup
+from admin import configure
+
+urlpatterns: list[Any] = []
+LINES = 20
+
+
+def run(db: str, rounds: int, block: int) -> None:
+    configure(db)
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import path
+
+    from concurrency.admin import ConcurrentModelAdmin
+    from tests.admin_forms import form_data
+    from tests.demo.models import Order, OrderLine, PlainOrder, PlainOrderLine
+
+    call_command("migrate", verbosity=0, interactive=False)
+    site = admin.AdminSite(name="bench")
+    for root, child in ((Order, OrderLine), (PlainOrder, PlainOrderLine)):
+        inline = type(f"{child.__name__}Inline", (admin.TabularInline,), {"model": child, "extra": 0})
+        site.register(root, type(f"{root.__name__}Admin", (ConcurrentModelAdmin,), {"inlines": [inline]}))
+    urlpatterns.append(path("bench/", site.urls))
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
+    client = Client()
+    client.force_login(user)
+    urls = {}
+    for name, root, child in (("aggregate", Order, OrderLine), ("plain", PlainOrder, PlainOrderLine)):
+        order = root.objects.create(customer=name)
+        child.objects.bulk_create(child(order=order, product=f"p{n}") for n in range(LINES))
+        urls[name] = f"/bench/demo/{root._meta.model_name}/{order.pk}/change/"
+    table = connection.ops.quote_name(Order._meta.db_table)
+    counter = [0]
+
+    def prepare(name: str) -> Any:
+        data = form_data(client.get(urls[name]).content, f"{urls[name].split('/')[3]}_form", _save="Save")
+        counter[0] += 1
+        for n in range(LINES):
+            data[f"lines-{n}-quantity"] = str(counter[0])
+        return lambda: client.post(urls[name], data)
+
+    statements, root_updates = {}, {}
+    for name in urls:
+        prepare(name)()
+        call = prepare(name)
+        with CaptureQueriesContext(connection) as ctx:
+            response = call()
+        assert response.status_code == 302, (name, response.status_code)
+        statements[name] = len(ctx.captured_queries)
+        root_updates[name] = sum(
+            1 for q in ctx.captured_queries if q["sql"].startswith("UPDATE") and table in q["sql"]
+        )
+    times: dict[str, list[int]] = {name: [] for name in urls}
+    order = list(urls) * rounds
+    random.seed(3)
+    random.shuffle(order)
+    clock = time.perf_counter_ns
+    for name in order:
+        for _ in range(block):
+            call = prepare(name)
+            t0 = clock()
+            response = call()
+            times[name].append(clock() - t0)
+            assert response.status_code == 302
+    base = statistics.median(times["plain"])
+    print(f"\n{db}  ({rounds * block} saves of {LINES} inline lines per variant, {connection.vendor})")
+    print(f"{'variant':<28} {'median':>9} {'ratio':>6} {'stmts':>6}")
+    for name, label in (("plain", "without aggregate_root"), ("aggregate", "with aggregate_root")):
+        median = statistics.median(times[name])
+        print(f"{label:<28} {median / 1000:>7.0f}µs {median / base:>6.2f} {statements[name]:>6}")
+    print(f"UPDATEs of the aggregate's order table per save: {root_updates['aggregate']}")
+
+
+def main() -> None:
+    _setup.cli(__doc__, run, rounds=10, block=3, dbs=("sqlite-mem", "postgresql", "mariadb"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""A change form posted after someone else deleted the object: the input is kept, "Save as new" offered."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.db.models.signals import pre_save
+from django.test import Client
+from django.urls import reverse
+
+from tests.admin_forms import form_data
+from tests.demo.models import Article, Category, Item
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.plain_admin")]
+
+GONE = (
+    "Article with ID “{pk}” was deleted by someone else while you were editing it, "
+    "so your changes were not saved."
+)
+
+
+def _change_url(obj: Any, site: str = "admin") -> str:
+    return reverse(f"{site}:demo_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def _user(*codenames: str) -> Client:
+    user = User.objects.create_user("editor", password="x", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("site", ["admin", "bare"])
+def test_deleted_while_editing_shows_the_input_and_save_as_new(admin_client: Client, site: str) -> None:
+    """Both with ConflictResolutionMixin (the demo's admin) and without it."""
+    article = Article.objects.create(title="Original", body="text", status="draft")
+    pk = article.pk
+    url = _change_url(article, site)
+    data = form_data(admin_client.get(url).content, "article_form", title="Mine", body="My long text")
+    Article.objects.filter(pk=pk).delete()
+
+    response = admin_client.post(url, data)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert GONE.format(pk=pk) in html
+    assert "Your input is kept below: “Save as new” adds it as a new article." in html
+    assert 'value="Mine"' in html and "My long text" in html
+    assert 'name="_saveasnew"' in html
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert "doesn’t exist" not in html
+    assert not Article.objects.exists()
+
+    again = form_data(html, "article_form")
+    again["_saveasnew"] = "Save as new"
+    created = admin_client.post(url, again)
+    assert created.status_code == 302
+    new = Article.objects.get()
+    assert (new.title, new.body, new.status, new.version) == ("Mine", "My long text", "draft", 1)
+    assert new.pk != pk
+
+
+def test_deleted_with_inlines_saves_them_as_new_rows(admin_client: Client) -> None:
+    category = Category.objects.create(name="Tools")
+    Item.objects.create(category=category, name="hammer")
+    Item.objects.create(category=category, name="saw")
+    url = _change_url(category)
+    data = form_data(admin_client.get(url).content, "category_form", name="Tools renamed")
+    data["items-0-name"] = "big hammer"
+    category.delete()
+
+    response = admin_client.post(url, data)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "Category with ID" in html and "was deleted by someone else" in html
+    assert 'value="big hammer"' in html and 'value="saw"' in html
+    again = form_data(html, "category_form")
+    again["_saveasnew"] = "Save as new"
+    assert admin_client.post(url, again).status_code == 302
+    new = Category.objects.get()
+    assert new.name == "Tools renamed"
+    assert sorted(new.items.values_list("name", flat=True)) == ["big hammer", "saw"]
+
+
+def test_user_who_may_not_add_sees_the_input_without_save_as_new() -> None:
+    client = _user("change_article", "view_article")
+    article = Article.objects.create(title="Original", status="draft")
+    url = _change_url(article)
+    data = form_data(client.get(url).content, "article_form", title="Mine")
+    Article.objects.filter(pk=article.pk).delete()
+    response = client.post(url, data)
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert GONE.format(pk=article.pk) in html
+    assert "Your input is kept below so that you can copy it." in html
+    assert "Mine" in html
+    assert 'name="_saveasnew"' not in html and 'name="_save"' not in html
+    # Django's own permission check still applies to a forged "Save as new".
+    assert client.post(url, {**data, "_saveasnew": "1"}).status_code == 403
+    assert not Article.objects.exists()
+
+
+def test_user_who_may_not_change_gets_djangos_403() -> None:
+    client = _user("view_article")
+    article = Article.objects.create(title="Original", status="draft")
+    url = _change_url(article)
+    Article.objects.filter(pk=article.pk).delete()
+    assert client.post(url, {"title": "Mine"}).status_code == 403
+
+
+class OtherConnectionDeletesFirst:
+    """On the first save of ``target``, let another connection delete its row and commit."""
+
+    def __init__(self, target: Article) -> None:
+        self.target, self.fired = target, False
+
+    def _delete(self) -> None:
+        try:
+            Article.objects.filter(pk=self.target.pk).delete()
+        finally:
+            connection.close()
+
+    def __call__(self, sender: Any, instance: Article, **kwargs: Any) -> None:
+        if not self.fired and instance.pk == self.target.pk:
+            self.fired = True
+            writer = threading.Thread(target=self._delete)
+            writer.start()
+            writer.join(30)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(settings.DB == "sqlite", reason="SQLite admits one writer at a time")
+@pytest.mark.parametrize("site", ["admin", "bare"])
+def test_deleted_after_validation_shows_the_input(admin_client: Client, site: str) -> None:
+    """The delete lands after the early checks, before the UPDATE, which then matches no row."""
+    article = Article.objects.create(title="Original", status="draft")
+    url = _change_url(article, site)
+    data = form_data(admin_client.get(url).content, "article_form", title="Mine")
+    race = OtherConnectionDeletesFirst(article)
+    pre_save.connect(race, sender=Article, weak=False)
+    try:
+        response = admin_client.post(url, data)
+    finally:
+        pre_save.disconnect(race, sender=Article)
+    assert race.fired
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert GONE.format(pk=article.pk) in html
+    assert 'value="Mine"' in html and 'name="_saveasnew"' in html
+    assert not Article.objects.exists()

@@ -1,0 +1,288 @@
+"""concurrency.api.verify_unchanged: guarding the rows a decision was read from."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.test import TestCase, TransactionTestCase
+
+from concurrency.api import disable_concurrency, retry_on_conflict, verify_unchanged
+from concurrency.exceptions import RecordDeletedError, RecordModifiedError
+from concurrency.signals import conflict_detected
+from tests.demo.models import Article, Doctor, PlainCounter
+
+WAIT = 30  # seconds: generous, so a loaded machine does not fail the race tests
+
+
+class NotEnoughDoctorsError(Exception):
+    pass
+
+
+def go_off_call(pk: int, *, guard: bool = True, after_read: Callable[[], Any] = lambda: None) -> None:
+    """The documented write-skew example: leave the shift only if someone else stays on call."""
+    with transaction.atomic():
+        doctors = list(Doctor.objects.filter(shift="night", on_call=True))
+        after_read()
+        if guard:
+            verify_unchanged(*doctors)
+        if len(doctors) < 2:
+            raise NotEnoughDoctorsError
+        me = next(doctor for doctor in doctors if doctor.pk == pk)
+        me.on_call = False
+        me.save()
+
+
+def _bump(obj: Any) -> None:
+    """Change the row of ``obj`` behind its back (a write from elsewhere)."""
+    type(obj).objects.filter(pk=obj.pk).update(version=F("version") + 1)
+
+
+class VerifyTests(TestCase):
+    def setUp(self) -> None:
+        self.alice = Doctor.objects.create(name="Alice", shift="night")
+        self.bob = Doctor.objects.create(name="Bob", shift="night")
+
+    def test_current_rows_pass_with_one_statement_per_model(self) -> None:
+        article = Article.objects.create(title="a")
+        with transaction.atomic(), self.assertNumQueries(1):
+            verify_unchanged(self.alice, self.bob)
+        with transaction.atomic(), self.assertNumQueries(2):
+            verify_unchanged(self.alice, article, self.bob)
+        # Nothing written: the versions stay.
+        assert list(Doctor.objects.values_list("version", flat=True)) == [1, 1]
+        assert self.alice.version == 1
+
+    def test_a_changed_row_raises_naming_it(self) -> None:
+        _bump(self.bob)
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            verify_unchanged(self.alice, self.bob)
+        error = info.value
+        assert not isinstance(error, RecordDeletedError)
+        assert error.target is self.bob
+        assert (error.model, error.pk, error.version, error.db_version) == (Doctor, self.bob.pk, 1, 2)
+        assert str(error) == f"demo.Doctor {self.bob.pk} changed after it was read (version 1, now 2)."
+
+    def test_a_deleted_row_raises_record_deleted(self) -> None:
+        Doctor.objects.filter(pk=self.alice.pk).delete()
+        with pytest.raises(RecordDeletedError) as info, transaction.atomic():
+            verify_unchanged(self.bob, self.alice)
+        assert info.value.target is self.alice
+        assert info.value.db_version is None
+        assert str(info.value) == f"demo.Doctor {self.alice.pk} was deleted after it was read at version 1."
+
+    def test_the_first_stale_instance_in_argument_order_is_named(self) -> None:
+        _bump(self.alice)
+        _bump(self.bob)
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            verify_unchanged(self.bob, self.alice)
+        assert info.value.target is self.bob
+
+    def test_two_copies_of_one_row_at_different_versions_are_refused(self) -> None:
+        stale = Doctor.objects.get(pk=self.alice.pk)
+        self.alice.save()
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            verify_unchanged(self.alice, stale)
+        assert info.value.target is stale
+
+    def test_conflict_detected_is_sent(self) -> None:
+        seen: list[dict[str, Any]] = []
+
+        def receiver(**kwargs: Any) -> None:
+            seen.append(kwargs)
+
+        conflict_detected.connect(receiver)
+        self.addCleanup(conflict_detected.disconnect, receiver)
+        _bump(self.bob)
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            verify_unchanged(self.bob)
+        assert [(s["instance"], s["version"], s["db_version"], s["deleted"]) for s in seen] == [
+            (self.bob, 1, 2, False)
+        ]
+
+    def test_unversioned_and_unsaved_instances_are_refused_clearly(self) -> None:
+        with pytest.raises(TypeError, match="not under concurrency control"):
+            verify_unchanged(PlainCounter.objects.create(name="x"))
+        with pytest.raises(ValueError, match="has not been saved"):
+            verify_unchanged(Doctor(name="Carol"))
+
+    def test_disable_concurrency_skips_the_check(self) -> None:
+        _bump(self.bob)
+        with transaction.atomic(), disable_concurrency(Doctor), self.assertNumQueries(0):
+            verify_unchanged(self.bob)
+
+    def test_a_version_rolled_back_with_its_transaction_is_not_trusted(self) -> None:
+        with transaction.atomic():
+            with pytest.raises(KeyError), transaction.atomic():
+                self.alice.save()
+                raise KeyError("rolled back")
+            # The instance was given back the version the row still has.
+            verify_unchanged(self.alice)
+            assert self.alice.version == 1
+
+    def test_context_manager_verifies_at_exit_and_rolls_the_block_back(self) -> None:
+        carol = Doctor.objects.create(name="Carol", shift="day")
+        with pytest.raises(RecordModifiedError) as info, verify_unchanged(self.alice, self.bob):
+            carol.on_call = False
+            carol.save()
+            _bump(self.bob)  # someone else's write, committed before ours
+        assert info.value.target is self.bob
+        assert Doctor.objects.get(pk=carol.pk).on_call is True
+
+    def test_context_manager_commits_the_block_when_nothing_changed(self) -> None:
+        carol = Doctor.objects.create(name="Carol", shift="day")
+        with verify_unchanged(self.alice, self.bob):
+            carol.on_call = False
+            carol.save()
+        assert Doctor.objects.get(pk=carol.pk).on_call is False
+
+    def test_context_manager_leaves_the_blocks_own_exception_alone(self) -> None:
+        carol = Doctor.objects.create(name="Carol", shift="day")
+        with pytest.raises(KeyError), verify_unchanged(self.alice):
+            carol.on_call = False
+            carol.save()
+            raise KeyError("mine")
+        assert Doctor.objects.get(pk=carol.pk).on_call is True
+
+    def test_retry_on_conflict_retries_with_a_fresh_read(self) -> None:
+        attempts: list[int] = []
+
+        @retry_on_conflict(attempts=3, delay=0)
+        def decide() -> None:
+            doctors = list(Doctor.objects.filter(on_call=True))
+            if not attempts:
+                _bump(self.bob)  # changed between our read and our check
+            attempts.append(len(doctors))
+            verify_unchanged(*doctors)
+            carol = Doctor.objects.create(name="Carol", shift="night")
+            assert carol.pk
+
+        decide()
+        assert attempts == [2, 2]
+        assert Doctor.objects.filter(name="Carol").count() == 1
+
+    def test_the_write_skew_example_refuses_the_last_doctor(self) -> None:
+        go_off_call(self.alice.pk)
+        with pytest.raises(NotEnoughDoctorsError):
+            go_off_call(self.bob.pk)
+        assert list(Doctor.objects.values_list("name", "on_call")) == [("Alice", False), ("Bob", True)]
+
+
+@pytest.mark.django_db(transaction=True)
+class TwoConnectionTests(TransactionTestCase):
+    """Real connections: the main thread is one, each worker thread another."""
+
+    def setUp(self) -> None:
+        self.alice = Doctor.objects.create(name="Alice", shift="night")
+        self.bob = Doctor.objects.create(name="Bob", shift="night")
+
+    def _in_thread(self, func: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(func())
+            except BaseException as exc:  # reported by the test
+                outcome.append(exc)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread, outcome
+
+    def test_a_row_changed_by_another_connection_after_the_read_is_refused(self) -> None:
+        doctors = list(Doctor.objects.filter(shift="night", on_call=True))
+        thread, outcome = self._in_thread(lambda: go_off_call(self.bob.pk))
+        thread.join(WAIT)
+        assert not thread.is_alive() and outcome == [None]
+        carol = Doctor.objects.create(name="Carol", shift="day")
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            verify_unchanged(*doctors)
+            carol.on_call = False
+            carol.save()
+        assert info.value.target.pk == self.bob.pk
+        assert (info.value.version, info.value.db_version) == (1, 2)
+        assert Doctor.objects.get(pk=carol.pk).on_call is True
+
+    def test_verified_rows_stay_locked_until_the_transaction_ends(self) -> None:
+        started = threading.Event()
+
+        def write() -> int:
+            started.set()
+            return Doctor.objects.filter(pk=self.bob.pk).update(name="Robert", version=F("version") + 1)
+
+        with transaction.atomic():
+            verify_unchanged(self.alice, self.bob)
+            thread, outcome = self._in_thread(write)
+            assert started.wait(WAIT)
+            thread.join(1.0)
+            # The other connection's UPDATE waits for our transaction.
+            assert thread.is_alive() and outcome == []
+            assert Doctor.objects.get(pk=self.bob.pk).name == "Bob"
+        thread.join(WAIT)
+        assert not thread.is_alive() and outcome == [1]
+        assert Doctor.objects.get(pk=self.bob.pk).name == "Robert"
+
+
+def _skew_is_possible() -> None:
+    if settings.DB == "sqlite":
+        pytest.skip("SQLite's IMMEDIATE transactions run one writer at a time: no write skew to show")
+
+
+@pytest.mark.django_db(transaction=True)
+class WriteSkewTests(TransactionTestCase):
+    """Two doctors go off call at the same moment, each in its own connection."""
+
+    def setUp(self) -> None:
+        _skew_is_possible()
+        self.alice = Doctor.objects.create(name="Alice", shift="night")
+        self.bob = Doctor.objects.create(name="Bob", shift="night")
+
+    def _race(self, *, guard: bool) -> list[Any]:
+        """Run both requests; both read before either writes. Return each outcome."""
+        barrier = threading.Barrier(2, timeout=WAIT)
+        outcomes: list[Any] = [None, None]
+
+        def run(index: int, pk: int) -> None:
+            attempts = [0]
+
+            def after_read() -> None:
+                attempts[0] += 1
+                if attempts[0] == 1:
+                    barrier.wait()
+
+            request = retry_on_conflict(attempts=3, delay=0.01)(go_off_call)
+            try:
+                request(pk, guard=guard, after_read=after_read)
+                outcomes[index] = "off call"
+            except BaseException as exc:
+                outcomes[index] = exc
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=run, args=(0, self.alice.pk)),
+            threading.Thread(target=run, args=(1, self.bob.pk)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 2)
+        assert not any(thread.is_alive() for thread in threads)
+        return outcomes
+
+    def test_without_verification_both_leave_and_nobody_is_on_call(self) -> None:
+        """The control experiment: the race below can fail."""
+        assert self._race(guard=False) == ["off call", "off call"]
+        assert not Doctor.objects.filter(on_call=True).exists()
+
+    def test_with_verification_exactly_one_leaves_and_the_other_is_refused(self) -> None:
+        outcomes = self._race(guard=True)
+        assert sorted(map(repr, outcomes)) == sorted([repr("off call"), repr(NotEnoughDoctorsError())])
+        assert Doctor.objects.filter(on_call=True).count() == 1
