@@ -17,10 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, OperationalError, connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 from concurrency.api import get_revision_of_object
 from concurrency.exceptions import RecordModifiedError
+from tests import workers
 from tests.demo.models import Counter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,8 +34,8 @@ def _row(pk: int) -> tuple[int, int]:
     return row.value, row.version
 
 
-def _wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -231,65 +232,41 @@ class TestRolledBackTransaction:
 
 
 # --- A worker process killed with SIGKILL -------------------------------------
+# Workers are spawned, not forked: forking this multi-threaded process can
+# deadlock the child on a lock another thread held at fork time. A spawned
+# child starts Django itself (tests/workers.py), which takes seconds on a busy
+# machine, hence the generous bound on waits that include a child's start.
+
+CHILD_WAIT = 180.0
 
 
-def _die_after_update(pk: int, updated: Any) -> None:
-    """In a forked process: update the row, then hang before committing."""
-    try:
-        with transaction.atomic():
-            row = Counter.objects.get(pk=pk)
-            row.value += 100
-            row.save()
-            updated.set()
-            time.sleep(WAIT * 3)
-    finally:
-        os._exit(1)
-
-
-def _hammer(pk: int, acknowledged: Any, index: int) -> None:
-    """In a forked process: increment with retry forever, counting committed increments."""
-    try:
-        while True:
-            try:
-                with transaction.atomic():
-                    row = Counter.objects.get(pk=pk)
-                    row.value += 1
-                    row.save()
-                acknowledged[index] += 1
-            except RecordModifiedError:
-                pass
-            except OperationalError:
-                # SQLite's busy timeout, when a killed sibling left a hot journal
-                # behind: nothing was committed, so go on.
-                if connection.vendor != "sqlite":
-                    raise
-    finally:
-        os._exit(1)
+def _spawn(target: Callable[..., None], *args: Any) -> Any:
+    ctx = multiprocessing.get_context("spawn")
+    return ctx.Process(target=target, args=(connection.settings_dict["NAME"], *args), daemon=True)
 
 
 class TestKilledWorker:
     def test_worker_killed_after_update_before_commit_loses_nothing(self) -> None:
         pk = Counter.objects.create(name="c").pk
         survivor = Counter.objects.get(pk=pk)
-        ctx = multiprocessing.get_context("fork")
-        updated = ctx.Event()
-        connections.close_all()  # the child must not share our socket
-        child = ctx.Process(target=_die_after_update, args=(pk, updated))
+        updated = multiprocessing.get_context("spawn").Event()
+        child = _spawn(workers.die_after_update, pk, updated, CHILD_WAIT * 2)
         child.start()
         try:
-            assert updated.wait(WAIT)
+            assert updated.wait(CHILD_WAIT), f"the worker did not update (exit code {child.exitcode})"
             assert _row(pk) == (0, 1)  # not committed: invisible
             survivor.value += 1
             saver = Thread(survivor.save)
             saver.start()
             time.sleep(0.3)  # let the survivor block on the dying worker's lock
             os.kill(child.pid, signal.SIGKILL)
-            child.join(WAIT)
+            child.join(CHILD_WAIT)
             assert child.exitcode == -signal.SIGKILL
             assert saver.outcome() is None
         finally:
             if child.is_alive():
                 child.kill()
+                child.join(CHILD_WAIT)
         assert survivor.version == 2
         assert _row(pk) == (1, 2)
         survivor.value += 1
@@ -298,22 +275,27 @@ class TestKilledWorker:
 
     def test_workers_killed_while_incrementing_lose_no_acknowledged_increment(self) -> None:
         pk = Counter.objects.create(name="c").pk
-        ctx = multiprocessing.get_context("fork")
-        acknowledged = ctx.Array("i", 3)
-        connections.close_all()
-        children = [ctx.Process(target=_hammer, args=(pk, acknowledged, n)) for n in range(3)]
+        acknowledged = multiprocessing.get_context("spawn").Array("i", 3)
+        children = [_spawn(workers.hammer, pk, acknowledged, n) for n in range(3)]
         for child in children:
             child.start()
         try:
-            _wait_for(lambda: min(acknowledged) >= 5, "every worker to commit")
+            _wait_for(
+                lambda: min(acknowledged) >= 5 or any(c.exitcode is not None for c in children),
+                "every worker to commit",
+                CHILD_WAIT,
+            )
+            assert all(c.exitcode is None for c in children), [c.exitcode for c in children]
             for child in children:
                 time.sleep(0.05)
                 os.kill(child.pid, signal.SIGKILL)
-                child.join(WAIT)
+                child.join(CHILD_WAIT)
+                assert child.exitcode == -signal.SIGKILL
         finally:
             for child in children:
                 if child.is_alive():
                     child.kill()
+                    child.join(CHILD_WAIT)
         value, version = _row(pk)
         total = sum(acknowledged)
         # A worker may die between its COMMIT and counting it: at most one in flight each.
