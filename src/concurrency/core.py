@@ -141,7 +141,13 @@ def _run_update(
     as stored (see ``_update_read_back``).
     """
     query: Any = base_qs.query.chain(UpdateQuery)
-    if read_back is not None and not returning_fields and connections[using].vendor == "mysql":
+    connection = connections[using]
+    if (
+        read_back is not None
+        and not returning_fields
+        and connection.vendor == "mysql"
+        and read_back.returns_stored(connection)
+    ):
         values = [_last_insert_id(entry) if entry[0] is read_back else entry for entry in values]
     query.add_update_fields(values)
     alias = query.get_initial_alias()
@@ -179,11 +185,15 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
     One ``UPDATE ... RETURNING`` where the database has it. On MariaDB and
     MySQL ``UPDATE ... SET version = LAST_INSERT_ID(...)`` (plus ``SELECT
     LAST_INSERT_ID()`` on tables with triggers); when Django also wants other
-    columns back, the UPDATE and a SELECT of the row run in one transaction,
-    whose row lock keeps anyone else from writing in between.
+    columns back, or when a trigger from ``CONCURRENCY_TRIGGERS_FACTORY`` may
+    change the row after the statement computed the version, the UPDATE and a
+    SELECT of the row run in one transaction, whose row lock keeps anyone
+    else from writing in between.
     """
     connection = compiler.connection
-    if _can_update_returning(connection):
+    # Unless a trigger of the project's own may rewrite the row afterwards.
+    final = fields[-1].returns_stored(connection)
+    if final and _can_update_returning(connection):
         qn = connection.ops.quote_name
         table = qn(compiler.query.get_meta().db_table)
         sql, params = compiler.as_sql()
@@ -196,7 +206,7 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
         if converters:
             rows = compiler.apply_converters(rows, converters)
         return [tuple(row) for row in rows]
-    if connection.vendor == "mysql" and len(fields) == 1:
+    if final and connection.vendor == "mysql" and len(fields) == 1:
         # The version was written as LAST_INSERT_ID(<value>) (see _run_update),
         # which keeps the value in the session: the server reports it with the
         # statement's result, except on tables with triggers, where MariaDB
@@ -290,6 +300,10 @@ def save_update(
     new = field.update_version(instance, old, new_values, bump)
     checked = is_checked(instance) and bool(old or conf.VERSION_FIELD_REQUIRED)
     from_db = field.version_from_db
+    # The version the row will hold, where the database decides it predictably.
+    known = field.stored_version(connections[using], old, new) if from_db and checked else None
+    if known is not None:
+        from_db = False
     if bump and not checked and not from_db:
         # Unchecked: the row may be ahead of this instance, and the version
         # must still move past whatever it holds; the stored value is read back.
@@ -316,7 +330,7 @@ def save_update(
             instance.__dict__[attname] = rows[0][-1]
             rows = [row[:-1] for row in rows]
         else:
-            instance.__dict__[attname] = new
+            instance.__dict__[attname] = new if known is None else known
         if instance.__dict__[attname] != old:
             _track(instance, using, old, instance.__dict__[attname])
         return rows
