@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 from django.db import connections, transaction
 from django.db.models import BooleanField, Case, Expression, F, Func, Model, Value, When
 from django.db.models.functions import Cast, Greatest
-from django.db.models.lookups import Exact, IsNull
+from django.db.models.lookups import Exact
 from django.db.models.sql.constants import ROW_COUNT
 from django.db.models.sql.subqueries import UpdateQuery
 from django.db.models.sql.where import AND
@@ -118,11 +118,29 @@ def push(var: contextvars.ContextVar[tuple[Any, ...]], target: Any) -> contextva
     return var.set((*var.get(), target))
 
 
-def _version_lookup(field: VersionField, alias: str, version: Any) -> Exact | IsNull:
-    col = field.get_col(alias)
-    if version is None:
-        return IsNull(col, True)
-    return Exact(col, version)
+class _VersionIs(Expression):
+    """``<version column> = %s``, or ``IS NULL``: the version half of the WHERE clause.
+
+    The SQL of ``Exact``/``IsNull`` lookups, with the value prepared as they
+    prepare it, but compiled without resolving (and copying) a lookup on
+    every save.
+    """
+
+    conditional = True
+    output_field = BooleanField()  # One for all: creating a field per save is costly.
+
+    def __init__(self, field: VersionField, alias: str, version: Any, connection: Any) -> None:
+        self.col = field.get_col(alias)
+        self.value = None if version is None else field.get_db_prep_value(version, connection)
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> _VersionIs:
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        sql, _params = self.col.as_sql(compiler, connection)
+        if self.value is None:
+            return f"{sql} IS NULL", []
+        return f"{sql} = %s", [self.value]
 
 
 def _run_update(
@@ -154,7 +172,7 @@ def _run_update(
     pk = query.model._meta.pk
     query.where.add(pk.get_lookup("exact")(pk.get_col(alias), pk_val), AND)
     if version_field is not None:
-        query.where.add(_version_lookup(version_field, alias, version), AND)
+        query.where.add(_VersionIs(version_field, alias, version, connection), AND)
     compiler = query.get_compiler(using)
     if read_back is not None:
         return _update_read_back(compiler, base_qs, pk_val, [*(returning_fields or ()), read_back])
@@ -194,15 +212,13 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
     # Unless a trigger of the project's own may rewrite the row afterwards.
     final = fields[-1].returns_stored(connection)
     if final and _can_update_returning(connection):
-        qn = connection.ops.quote_name
-        table = qn(compiler.query.get_meta().db_table)
+        returning, converters = _returning(compiler, fields)
         sql, params = compiler.as_sql()
-        sql += " RETURNING " + ", ".join(f"{table}.{qn(field.column)}" for field in fields)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        table_name = compiler.query.get_meta().db_table
-        converters = compiler.get_converters([field.get_col(table_name) for field in fields])
+            cursor.execute(sql + returning, params)
+            # The wrapper's fetchall() builds an error-wrapping function per call.
+            with connection.wrap_database_errors:
+                rows = cursor.cursor.fetchall()
         if converters:
             rows = compiler.apply_converters(rows, converters)
         return [tuple(row) for row in rows]
@@ -225,6 +241,25 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
         if not compiler.execute_sql(ROW_COUNT):
             return []
         return list(base_qs.filter(pk=pk_val).values_list(*(field.attname for field in fields)))
+
+
+# (connection alias, fields) -> the RETURNING clause and the converters of its columns.
+_returning_cache: dict[tuple[str, tuple[Any, ...]], tuple[str, Any]] = {}
+
+
+def _returning(compiler: Any, fields: list[Any]) -> tuple[str, Any]:
+    key = (compiler.using, tuple(fields))
+    try:
+        return _returning_cache[key]
+    except KeyError:
+        pass
+    qn = compiler.connection.ops.quote_name
+    table = compiler.query.get_meta().db_table
+    clause = " RETURNING " + ", ".join(f"{qn(table)}.{qn(field.column)}" for field in fields)
+    converters = compiler.get_converters([field.get_col(table) for field in fields])
+    if len(_returning_cache) < 1000:
+        _returning_cache[key] = clause, converters
+    return clause, converters
 
 
 def _last_insert_id(entry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
