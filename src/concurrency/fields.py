@@ -234,7 +234,12 @@ class TriggerVersionField(VersionField):
         # The library's own triggers keep a version the statement raised, so
         # version + 1 over a row matched at ``old`` stores old + 1. A trigger
         # of a project's own factory may store anything: read it back.
-        if isinstance(old, int) and not isinstance(old, bool) and is_default_factory(connection):
+        if (
+            isinstance(new, _Increment)
+            and isinstance(old, int)
+            and not isinstance(old, bool)
+            and is_default_factory(connection)
+        ):
             return old + 1
         return None
 
@@ -286,11 +291,14 @@ class _BumpIfChanged(Expression):
         super().__init__(output_field=field)
         self.version_field = field
         self.pairs = pairs
+        # Resolved once, not on each of the compiler's calls.
+        self.resolved = not any(hasattr(value, "resolve_expression") for _field, value in pairs)
 
     def resolve_expression(self, query: Any = None, *args: Any, **kwargs: Any) -> _BumpIfChanged:
-        if not any(hasattr(value, "resolve_expression") for _field, value in self.pairs):
+        if self.resolved:
             return self
         clone = self.copy()
+        clone.resolved = True
         clone.pairs = [
             (field, value.resolve_expression(query, *args, **kwargs))
             if hasattr(value, "resolve_expression")
