@@ -220,8 +220,8 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
             with connection.wrap_database_errors:
                 rows = cursor.cursor.fetchall()
         if converters:
-            rows = compiler.apply_converters(rows, converters)
-        return [tuple(row) for row in rows]
+            return [tuple(row) for row in compiler.apply_converters(rows, converters)]
+        return rows  # type: ignore[no-any-return]
     if final and connection.vendor == "mysql" and len(fields) == 1:
         # The version was written as LAST_INSERT_ID(<value>) (see _run_update),
         # which keeps the value in the session: the server reports it with the

@@ -287,12 +287,18 @@ class _BumpIfChanged(Expression):
     (``ConditionalVersionField._tests``), by the ``as_<vendor>`` methods.
     """
 
-    def __init__(self, field: ConditionalVersionField, pairs: list[tuple[Any, Any]]) -> None:
+    # Whatever the values are, Django checks them in their own SET assignments.
+    contains_aggregate = False
+    contains_over_clause = False
+
+    def __init__(
+        self, field: ConditionalVersionField, pairs: list[tuple[Any, Any]], resolved: bool = False
+    ) -> None:
         super().__init__(output_field=field)
         self.version_field = field
         self.pairs = pairs
-        # Resolved once, not on each of the compiler's calls.
-        self.resolved = not any(hasattr(value, "resolve_expression") for _field, value in pairs)
+        # Plain values only: nothing to resolve on each of the compiler's calls.
+        self.resolved = resolved
 
     def resolve_expression(self, query: Any = None, *args: Any, **kwargs: Any) -> _BumpIfChanged:
         if self.resolved:
@@ -456,8 +462,14 @@ class ConditionalVersionField(AutoIncVersionField):
         if not incremented:
             return old
         checked = self.checked_fields(type(instance))
-        pairs = [(field, value) for field, _model, value in values if field.name in checked]
-        return _BumpIfChanged(self, pairs) if pairs else old
+        pairs = []
+        plain = True
+        for field, _model, value in values:
+            if field.name in checked:
+                pairs.append((field, value))
+                if plain and hasattr(value, "resolve_expression"):
+                    plain = False
+        return _BumpIfChanged(self, pairs, plain) if pairs else old
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
