@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from django.db import connection, connections, models, transaction
@@ -14,6 +15,7 @@ from django.test.utils import CaptureQueriesContext, isolate_apps
 from concurrency.api import concurrency_disable_increment
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import ConditionalVersionField
+from concurrency.managers import VersionedManager
 from tests.demo.models import (
     Category,
     CheckFieldsArticle,
@@ -305,3 +307,100 @@ def test_field_lists_are_checked() -> None:
     errors = [*Both.check(), *Unknown.check()]
     assert [(e.id, e.obj) for e in errors] == [("concurrency.E103", Both), ("concurrency.E104", Unknown)]
     assert errors[1].msg == "demo.Unknown.ConcurrencyMeta.ignore_fields names 'titel', which is not a field."
+
+
+# --- Collations that call different strings equal must not hide a change --------
+
+# vendor: (a case-insensitive collation, one that ignores trailing spaces)
+COLLATIONS = {
+    "sqlite": ("NOCASE", "RTRIM"),
+    "postgresql": ("concurrency_test_ci", "concurrency_test_ci"),
+    "mysql": ("utf8mb4_general_ci", "utf8mb4_general_ci"),
+}
+# (field, value in the row, value saved, vendors whose collation calls the two equal)
+CHANGES = [
+    ("title", "report", "REPORT", {"sqlite", "postgresql", "mysql"}),
+    ("body", "report", "REPORT", {"sqlite", "postgresql", "mysql"}),
+    ("title", "resume", "résumé", {"postgresql", "mysql"}),
+    ("padded", "a", "a  ", {"sqlite", "mysql"}),
+    ("attachment", "docs/Report.txt", "docs/report.txt", {"mysql"}),
+]
+
+
+@isolate_apps("tests.demo")
+class CollationTests(TransactionTestCase):
+    """ConditionalVersionField compares text byte for byte, whatever the column's collation."""
+
+    def setUp(self) -> None:
+        vendor = connection.vendor
+        if vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # Level 1: case and accents are ignored.
+                cursor.execute(
+                    "CREATE COLLATION IF NOT EXISTS concurrency_test_ci "
+                    "(provider = icu, locale = 'und-u-ks-level1', deterministic = false)"
+                )
+        folding, padding = COLLATIONS[vendor]
+
+        class Folded(models.Model):
+            title = models.CharField(max_length=50, db_collation=folding)
+            body = models.TextField(db_collation=folding)
+            padded = models.CharField(max_length=50, db_collation=padding)
+            # No db_collation for files: on MariaDB the table's default, a _ci one.
+            attachment = models.FileField(max_length=100)
+            version = ConditionalVersionField()
+            objects = VersionedManager()
+
+            class Meta:
+                app_label = "demo"
+
+        self.model = Folded
+        with connection.schema_editor() as editor:
+            editor.create_model(Folded)
+
+    def tearDown(self) -> None:
+        with connection.schema_editor() as editor:
+            editor.delete_model(self.model)
+
+    def _row(self, field: str, value: str) -> Any:
+        values = {"title": "t", "body": "b", "padded": "p", "attachment": "f.txt", field: value}
+        created = self.model.objects.create(**values)
+        obj = self.model.objects.get(pk=created.pk)
+        assert obj.version == 1
+        return obj
+
+    def _assert_equal_to_the_database(self, obj: Any, field: str, value: str, vendors: set[str]) -> None:
+        # The premise: the column's collation calls the new value equal to the stored one.
+        equal = self.model.objects.filter(pk=obj.pk, **{field: value}).exists()
+        assert equal is (connection.vendor in vendors), (field, value)
+
+    def test_a_change_the_collation_calls_equal_bumps_the_version(self) -> None:
+        for field, before, after, vendors in CHANGES:
+            with self.subTest(field=field, after=after):
+                obj = self._row(field, before)
+                self._assert_equal_to_the_database(obj, field, after, vendors)
+                setattr(obj, field, after)
+                obj.save()
+                stored = self.model.objects.values_list("version", field).get(pk=obj.pk)
+                assert obj.version == 2
+                assert stored == (2, after)
+                obj.save()  # the same bytes again: no change
+                assert obj.version == 2 == self.model.objects.values_list("version", flat=True).get(pk=obj.pk)
+
+    def test_the_stale_instance_of_such_a_change_is_refused(self) -> None:
+        obj = self._row("title", "report")
+        stale = self.model.objects.get(pk=obj.pk)
+        obj.title = "REPORT"
+        obj.save()
+        stale.body = "mine"
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            stale.save()
+        assert self.model.objects.values_list("title", "body").get(pk=obj.pk) == ("REPORT", "b")
+
+    def test_queryset_update_and_bulk_update_bump_too(self) -> None:
+        first, second = self._row("title", "report"), self._row("padded", "a")
+        assert self.model.objects.filter(pk=first.pk).update(title="Report") == 1
+        assert self.model.objects.values_list("version", flat=True).get(pk=first.pk) == 2
+        second.padded = "a "
+        self.model.objects.bulk_update([second], ["padded"])
+        assert second.version == 2 == self.model.objects.values_list("version", flat=True).get(pk=second.pk)

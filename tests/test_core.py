@@ -454,3 +454,16 @@ class SignalTests(TestCase):
             2,
             False,
         )
+
+
+class VersionConditionTests(TestCase):
+    """The version half of the WHERE clause is NULL-safe."""
+
+    def test_an_instance_without_a_version_is_refused_not_matched(self) -> None:
+        Article.objects.create(title="a")
+        article = Article.objects.get()
+        article.version = None
+        article.title = "blind"
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            article.save()
+        assert Article.objects.get().title == "a"

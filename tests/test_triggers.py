@@ -156,18 +156,20 @@ class TriggerSaveTests(TestCase):
         row = TriggerRow.objects.create(name="a")
         assert row.version == 1 == _db_version(row.pk)
 
-    def test_save_reads_the_stored_version_back(self) -> None:
+    def test_save_knows_the_stored_version_in_one_plain_update(self) -> None:
         row = TriggerRow.objects.create(name="a")
         row.name = "b"
         with CaptureQueriesContext(connection) as ctx:
             row.save()
         assert row.version == 2 == _db_version(row.pk)
         writes = _writes(ctx)
-        if connection.vendor in ("postgresql", "sqlite"):
-            assert len(writes) == 1 and "RETURNING" in writes[0]
-        else:  # MariaDB: the UPDATE sets LAST_INSERT_ID(version + 1), which is then read.
-            assert writes == [writes[0], "SELECT LAST_INSERT_ID()"]
-            assert writes[0].startswith("UPDATE") and "LAST_INSERT_ID(" in writes[0]
+        # The library's trigger keeps version + 1 over a row matched at 1:
+        # nothing to read back (no RETURNING, no LAST_INSERT_ID()).
+        assert len(writes) == 1 and writes[0].startswith("UPDATE")
+        assert "RETURNING" not in writes[0] and "LAST_INSERT_ID" not in writes[0]
+        row.name = "c"
+        row.save()
+        assert row.version == 3 == _db_version(row.pk)
 
     def test_raw_sql_update_bumps_and_stale_save_fails(self) -> None:
         row = TriggerRow.objects.create(name="a")
@@ -420,6 +422,97 @@ class TriggerManagementTests(TransactionTestCase):
         call_command("check", "--database", "default", stdout=out, stderr=err)
         assert "concurrency.W001" in out.getvalue() + err.getvalue()
         assert checks.Tags.database in check_triggers_exist.tags  # type: ignore[attr-defined]
+
+
+# --- A project's own trigger: whatever it stores is what the instance holds -----
+
+_JUMP_POSTGRESQL = (
+    "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $jump$ "
+    "BEGIN NEW.{column} := OLD.{column} + 10; RETURN NEW; END; $jump$",
+    "CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()",
+)
+
+
+class JumpPostgreSQLFactory(PostgreSQLFactory):
+    sql_create = _JUMP_POSTGRESQL
+
+
+class JumpMySQLFactory(MySQLFactory):
+    sql_create = (
+        "CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW SET NEW.{column} = OLD.{column} + 10",
+    )
+
+
+class JumpSQLiteFactory(SQLiteFactory):
+    sql_create = (
+        "CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW "
+        "WHEN NEW.{column} IS NOT OLD.{column} + 10 "
+        "BEGIN UPDATE {table} SET {column} = OLD.{column} + 10 WHERE {pk} = NEW.{pk}; END",
+    )
+
+
+JUMP = {
+    "postgresql": "tests.test_triggers.JumpPostgreSQLFactory",
+    "mysql": "tests.test_triggers.JumpMySQLFactory",
+    "sqlite": "tests.test_triggers.JumpSQLiteFactory",
+}
+
+
+class ProjectTriggerTests(TransactionTestCase):
+    """A factory from CONCURRENCY_TRIGGERS_FACTORY whose trigger stores old + 10, not old + 1."""
+
+    def setUp(self) -> None:
+        self.settings = override_settings(
+            CONCURRENCY_TRIGGERS_FACTORY={connection.vendor: JUMP[connection.vendor]}
+        )
+        self.settings.enable()
+        triggers.factory(connection).create(FIELD, replace=True)
+
+    def tearDown(self) -> None:
+        self.settings.disable()
+        triggers.factory(connection).create(FIELD, replace=True)
+
+    def test_the_version_its_trigger_stored_is_read_back(self) -> None:
+        row = TriggerRow.objects.create(name="a")
+        row.name = "b"
+        row.save()
+        assert row.version == 11 == _db_version(row.pk)
+        row.count = F("count") + 1
+        row.save(update_fields=["count"])
+        assert row.version == 21 == _db_version(row.pk)
+        with disable_concurrency(row):
+            row.name = "c"
+            row.save()
+        assert row.version == 31 == _db_version(row.pk)
+
+    def test_a_stale_copy_is_still_refused(self) -> None:
+        row = TriggerRow.objects.create(name="a")
+        stale = TriggerRow.objects.get(pk=row.pk)
+        row.name = "b"
+        row.save()
+        stale.name = "stale"
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            stale.save()
+        assert (info.value.version, info.value.db_version) == (1, 11)
+        assert TriggerRow.objects.get(pk=row.pk).name == "b"
+
+
+def test_only_the_library_factories_count_as_its_own() -> None:
+    vendor = connection.vendor
+    assert triggers.is_default_factory(connection)
+    own = triggers.DEFAULT_FACTORIES[vendor]
+    with override_settings(CONCURRENCY_TRIGGERS_FACTORY={vendor: own}):
+        assert triggers.is_default_factory(connection)
+    cls = type(triggers.factory(connection))
+    with override_settings(CONCURRENCY_TRIGGERS_FACTORY={vendor: cls}):
+        assert triggers.is_default_factory(connection)
+    with override_settings(CONCURRENCY_TRIGGERS_FACTORY={vendor: JUMP[vendor]}):
+        assert not triggers.is_default_factory(connection)
+    with override_settings(CONCURRENCY_TRIGGERS_FACTORY={vendor: MyFactory}):
+        assert not triggers.is_default_factory(connection)
+    other = "postgresql" if vendor != "postgresql" else "mysql"
+    with override_settings(CONCURRENCY_TRIGGERS_FACTORY={other: JUMP[other]}):
+        assert triggers.is_default_factory(connection)
 
 
 # --- Configuration checks ------------------------------------------------------

@@ -24,7 +24,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import BooleanField, Case, Expression, F, Func, Model, Value, When
 from django.db.models.constants import OnConflict
 from django.db.models.functions import Cast, Greatest
-from django.db.models.lookups import Exact, IsNull
+from django.db.models.lookups import Exact
 from django.db.models.sql.constants import ROW_COUNT
 from django.db.models.sql.subqueries import UpdateQuery
 from django.db.models.sql.where import AND
@@ -137,11 +137,29 @@ def pop(var: contextvars.ContextVar[tuple[Any, ...]], owner: Any) -> None:
     raise RuntimeError(f"{owner!r} was finished in a thread or task where it was not started.")
 
 
-def _version_lookup(field: VersionField, alias: str, version: Any) -> Exact | IsNull:
-    col = field.get_col(alias)
-    if version is None:
-        return IsNull(col, True)
-    return Exact(col, version)
+class _VersionIs(Expression):
+    """``<version column> = %s``, or ``IS NULL``: the version half of the WHERE clause.
+
+    The SQL of ``Exact``/``IsNull`` lookups, with the value prepared as they
+    prepare it, but compiled without resolving (and copying) a lookup on
+    every save.
+    """
+
+    conditional = True
+    output_field = BooleanField()  # One for all: creating a field per save is costly.
+
+    def __init__(self, field: VersionField, alias: str, version: Any, connection: Any) -> None:
+        self.col = field.get_col(alias)
+        self.value = None if version is None else field.get_db_prep_value(version, connection)
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> _VersionIs:
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        sql, _params = self.col.as_sql(compiler, connection)
+        if self.value is None:
+            return f"{sql} IS NULL", []
+        return f"{sql} = %s", [self.value]
 
 
 def _run_update(
@@ -160,14 +178,20 @@ def _run_update(
     as stored (see ``_update_read_back``).
     """
     query: Any = base_qs.query.chain(UpdateQuery)
-    if read_back is not None and not returning_fields and connections[using].vendor == "mysql":
+    connection = connections[using]
+    if (
+        read_back is not None
+        and not returning_fields
+        and connection.vendor == "mysql"
+        and read_back.returns_stored(connection)
+    ):
         values = [_last_insert_id(entry) if entry[0] is read_back else entry for entry in values]
     query.add_update_fields(values)
     alias = query.get_initial_alias()
     pk = query.model._meta.pk
     query.where.add(pk.get_lookup("exact")(pk.get_col(alias), pk_val), AND)
     if version_field is not None:
-        query.where.add(_version_lookup(version_field, alias, version), AND)
+        query.where.add(_VersionIs(version_field, alias, version, connection), AND)
     compiler = query.get_compiler(using)
     if read_back is not None:
         return _update_read_back(compiler, base_qs, pk_val, [*(returning_fields or ()), read_back])
@@ -198,24 +222,26 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
     One ``UPDATE ... RETURNING`` where the database has it. On MariaDB and
     MySQL ``UPDATE ... SET version = LAST_INSERT_ID(...)`` (plus ``SELECT
     LAST_INSERT_ID()`` on tables with triggers); when Django also wants other
-    columns back, the UPDATE and a SELECT of the row run in one transaction,
-    whose row lock keeps anyone else from writing in between.
+    columns back, or when a trigger from ``CONCURRENCY_TRIGGERS_FACTORY`` may
+    change the row after the statement computed the version, the UPDATE and a
+    SELECT of the row run in one transaction, whose row lock keeps anyone
+    else from writing in between.
     """
     connection = compiler.connection
-    if _can_update_returning(connection):
-        qn = connection.ops.quote_name
-        table = qn(compiler.query.get_meta().db_table)
+    # Unless a trigger of the project's own may rewrite the row afterwards.
+    final = fields[-1].returns_stored(connection)
+    if final and _can_update_returning(connection):
+        returning, converters = _returning(compiler, fields)
         sql, params = compiler.as_sql()
-        sql += " RETURNING " + ", ".join(f"{table}.{qn(field.column)}" for field in fields)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        table_name = compiler.query.get_meta().db_table
-        converters = compiler.get_converters([field.get_col(table_name) for field in fields])
+            cursor.execute(sql + returning, params)
+            # The wrapper's fetchall() builds an error-wrapping function per call.
+            with connection.wrap_database_errors:
+                rows = cursor.cursor.fetchall()
         if converters:
-            rows = compiler.apply_converters(rows, converters)
-        return [tuple(row) for row in rows]
-    if connection.vendor == "mysql" and len(fields) == 1:
+            return [tuple(row) for row in compiler.apply_converters(rows, converters)]
+        return rows  # type: ignore[no-any-return]
+    if final and connection.vendor == "mysql" and len(fields) == 1:
         # The version was written as LAST_INSERT_ID(<value>) (see _run_update),
         # which keeps the value in the session: the server reports it with the
         # statement's result, except on tables with triggers, where MariaDB
@@ -234,6 +260,25 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
         if not compiler.execute_sql(ROW_COUNT):
             return []
         return list(base_qs.filter(pk=pk_val).values_list(*(field.attname for field in fields)))
+
+
+# (connection alias, fields) -> the RETURNING clause and the converters of its columns.
+_returning_cache: dict[tuple[str, tuple[Any, ...]], tuple[str, Any]] = {}
+
+
+def _returning(compiler: Any, fields: list[Any]) -> tuple[str, Any]:
+    key = (compiler.using, tuple(fields))
+    try:
+        return _returning_cache[key]
+    except KeyError:
+        pass
+    qn = compiler.connection.ops.quote_name
+    table = compiler.query.get_meta().db_table
+    clause = " RETURNING " + ", ".join(f"{qn(table)}.{qn(field.column)}" for field in fields)
+    converters = compiler.get_converters([field.get_col(table) for field in fields])
+    if len(_returning_cache) < 1000:
+        _returning_cache[key] = clause, converters
+    return clause, converters
 
 
 def _last_insert_id(entry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
@@ -344,6 +389,10 @@ def save_update(
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
     from_db = field.version_from_db
+    # The version the row will hold, where the database decides it predictably.
+    known = field.stored_version(connections[using], old, new) if from_db and checked else None
+    if known is not None:
+        from_db = False
     if bump and not checked and not from_db:
         # Unchecked: the row may be ahead of this instance, and the version
         # must still move past whatever it holds; the stored value is read back.
@@ -370,7 +419,7 @@ def save_update(
             set_written_version(instance, using, old, rows[0][-1])
             rows = [row[:-1] for row in rows]
         else:
-            set_written_version(instance, using, old, new)
+            set_written_version(instance, using, old, new if known is None else known)
         return rows
     if not checked:
         return rows

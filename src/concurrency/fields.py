@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.db.models.signals import class_prepared, m2m_changed, pre_delete
 from django.utils.translation import gettext_lazy as _
 
 from . import core
+from .triggers import is_default_factory
 
 __all__ = [
     "AutoIncVersionField",
@@ -163,6 +165,25 @@ class VersionField(models.BigIntegerField):
         """
         return self.next_version(instance, old) if incremented else old
 
+    def stored_version(self, connection: Any, old: Any, new: Any) -> Any:
+        """Return the version a checked UPDATE setting ``new`` leaves in the row, or None if unknown.
+
+        Asked for ``version_from_db`` fields only, after the UPDATE matched
+        ``version = old``; None makes the core read the stored value back.
+        A plain value is what the row holds; an expression, only the
+        database knows.
+        """
+        return None if hasattr(new, "resolve_expression") else new
+
+    def returns_stored(self, connection: Any) -> bool:
+        """Return whether the version an UPDATE computes is the one stored.
+
+        When it is, the core reads it back with the UPDATE itself
+        (``RETURNING``, or ``LAST_INSERT_ID()`` on MariaDB and MySQL);
+        otherwise with a ``SELECT`` after it, in the same transaction.
+        """
+        return True
+
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         """Return what a queryset ``update()`` writing ``values`` sets the version to, as SQL.
 
@@ -264,6 +285,25 @@ class TriggerVersionField(VersionField):
         # the one stored.
         return _Increment(self)
 
+    def stored_version(self, connection: Any, old: Any, new: Any) -> Any:
+        # The library's own triggers keep a version the statement raised, so
+        # version + 1 over a row matched at ``old`` stores old + 1. A trigger
+        # of a project's own factory may store anything: read it back.
+        if (
+            isinstance(new, _Increment)
+            and isinstance(old, int)
+            and not isinstance(old, bool)
+            and is_default_factory(connection)
+        ):
+            return old + 1
+        return None
+
+    def returns_stored(self, connection: Any) -> bool:
+        # Another trigger may change the row after RETURNING or
+        # LAST_INSERT_ID() took the statement's value (SQLite's AFTER
+        # triggers, MySQL's BEFORE triggers).
+        return is_default_factory(connection)
+
 
 class _Increment(Expression):
     """``<version column> + 1``, ready to compile: nothing to resolve on the hot path."""
@@ -279,31 +319,47 @@ class _Increment(Expression):
         return f"{connection.ops.quote_name(self.version_field.column)} + 1", []
 
 
+# Column types whose comparisons follow a collation: the text types of the
+# supported backends, as ``Field.db_type()`` spells them.
+_TEXT_TYPE = re.compile(
+    r"(?:(?:long|medium|tiny)?text|n?(?:var)?char|character(?: varying)?)(?:\(\d+\))?", re.IGNORECASE
+)
+
+
+def _is_text(field: models.Field, connection: Any) -> bool:
+    return bool(_TEXT_TYPE.fullmatch(field.db_type(connection) or ""))
+
+
 class _BumpIfChanged(Expression):
     """``CASE WHEN <a column differs from the value written to it> THEN v + 1 ELSE v END``.
 
     Column references in a SET clause read the row as it was before the
     UPDATE (MySQL only while no earlier assignment changed them, hence the
-    version first in the SET clause). The comparison is NULL-safe and, for
-    text on MySQL, byte for byte: its usual collations ignore case.
+    version first in the SET clause). "Differs" is NULL-safe and, for text,
+    byte for byte: a collation that calls two strings equal ('report' and
+    'REPORT' under a case-insensitive one, 'a' and 'a ' under PAD SPACE) must
+    not hide a change. The SQL of each column's test is built once per vendor
+    (``ConditionalVersionField._tests``), by the ``as_<vendor>`` methods.
     """
 
-    operators = {
-        "postgresql": "{lhs} IS DISTINCT FROM {rhs}",
-        "sqlite": "{lhs} IS NOT {rhs}",
-        "mysql": "NOT ({lhs} <=> {rhs})",
-    }
-    mysql_text = "NOT (CAST({lhs} AS BINARY) <=> CAST({rhs} AS BINARY))"
+    # Whatever the values are, Django checks them in their own SET assignments.
+    contains_aggregate = False
+    contains_over_clause = False
 
-    def __init__(self, field: models.Field, pairs: list[tuple[models.Field, Any]]) -> None:
+    def __init__(
+        self, field: ConditionalVersionField, pairs: list[tuple[Any, Any]], resolved: bool = False
+    ) -> None:
         super().__init__(output_field=field)
         self.version_field = field
         self.pairs = pairs
+        # Plain values only: nothing to resolve on each of the compiler's calls.
+        self.resolved = resolved
 
     def resolve_expression(self, query: Any = None, *args: Any, **kwargs: Any) -> _BumpIfChanged:
-        if not any(hasattr(value, "resolve_expression") for _field, value in self.pairs):
+        if self.resolved:
             return self
         clone = self.copy()
+        clone.resolved = True
         clone.pairs = [
             (field, value.resolve_expression(query, *args, **kwargs))
             if hasattr(value, "resolve_expression")
@@ -312,26 +368,69 @@ class _BumpIfChanged(Expression):
         ]
         return clone
 
+    # Each returns the test's SQL around the value's: (before, after).
+    @staticmethod
+    def _standard(column: str, text: bool) -> tuple[str, str]:
+        return f"{column} IS DISTINCT FROM ", ""
+
+    @staticmethod
+    def _sqlite(column: str, text: bool) -> tuple[str, str]:
+        # An explicit COLLATE wins over the column's own (NOCASE, RTRIM, ...).
+        return f"{column}{' COLLATE BINARY' if text else ''} IS NOT ", ""
+
+    @staticmethod
+    def _postgresql(column: str, text: bool) -> tuple[str, str]:
+        # "C" is deterministic: equal means byte for byte, whatever the
+        # column's (possibly nondeterministic ICU) collation says.
+        collate = ' COLLATE "C"' if text else ""
+        return f"{column}{collate} IS DISTINCT FROM ", ""
+
+    @staticmethod
+    def _mysql(column: str, text: bool) -> tuple[str, str]:
+        # Binary strings compare bytes: no case or accent folding, no PAD SPACE.
+        if text:
+            return f"NOT (CAST({column} AS BINARY) <=> CAST(", " AS BINARY))"
+        return f"NOT ({column} <=> ", ")"
+
     def as_sql(self, compiler: Any, connection: Any) -> Any:
-        qn = connection.ops.quote_name
-        operator = self.operators.get(connection.vendor, self.operators["postgresql"])
-        tests: list[str] = []
+        return self._render(compiler, connection, self._standard)
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> Any:
+        return self._render(compiler, connection, self._sqlite)
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> Any:
+        return self._render(compiler, connection, self._postgresql)
+
+    def as_mysql(self, compiler: Any, connection: Any) -> Any:
+        return self._render(compiler, connection, self._mysql)
+
+    def _render(self, compiler: Any, connection: Any, test: Any) -> Any:
+        tests = self.version_field._tests
+        vendor = connection.vendor
+        sql: list[str] = []
         params: list[Any] = []
         for field, value in self.pairs:
+            key = (vendor, field.column)
+            try:
+                before, after, placeholder = tests[key]
+            except KeyError:
+                before, after = test(connection.ops.quote_name(field.column), _is_text(field, connection))
+                placeholder = hasattr(field, "get_placeholder")
+                tests[key] = before, after, placeholder
             if hasattr(value, "as_sql"):
-                sql, value_params = compiler.compile(value)
+                value_sql, value_params = compiler.compile(value)
                 params.extend(value_params)
             else:
                 value = field.get_db_prep_save(value, connection=connection)
-                if hasattr(field, "get_placeholder"):
-                    sql = field.get_placeholder(value, compiler, connection)
-                else:
-                    sql = "%s"
+                value_sql = field.get_placeholder(value, compiler, connection) if placeholder else "%s"
                 params.append(value)
-            text = connection.vendor == "mysql" and isinstance(field, models.CharField | models.TextField)
-            tests.append((self.mysql_text if text else operator).format(lhs=qn(field.column), rhs=sql))
-        version = qn(self.version_field.column)
-        return f"CASE WHEN {' OR '.join(tests)} THEN {version} + 1 ELSE {version} END", params
+            sql.append(before + value_sql + after)
+        try:
+            (end,) = tests[vendor]
+        except KeyError:
+            version = connection.ops.quote_name(self.version_field.column)
+            (end,) = tests[vendor] = (f" THEN {version} + 1 ELSE {version} END",)
+        return "CASE WHEN " + " OR ".join(sql) + end, params
 
 
 class ConditionalVersionField(AutoIncVersionField):
@@ -353,6 +452,14 @@ class ConditionalVersionField(AutoIncVersionField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._checked: dict[type[models.Model], frozenset[str]] = {}
+        # (vendor, column) -> the SQL around a value in _BumpIfChanged.
+        self._tests: dict[Any, Any] = {}
+
+    def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        # Copies made for the children of an abstract model start afresh:
+        # the cached SQL is per table.
+        self._checked, self._tests = {}, {}
+        super().contribute_to_class(cls, name, private_only=private_only)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         errors = super().check(**kwargs)
@@ -410,8 +517,14 @@ class ConditionalVersionField(AutoIncVersionField):
         if not incremented:
             return old
         checked = self.checked_fields(type(instance))
-        pairs = [(field, value) for field, _model, value in values if field.name in checked]
-        return _BumpIfChanged(self, pairs) if pairs else old
+        pairs = []
+        plain = True
+        for field, _model, value in values:
+            if field.name in checked:
+                pairs.append((field, value))
+                if plain and hasattr(value, "resolve_expression"):
+                    plain = False
+        return _BumpIfChanged(self, pairs, plain) if pairs else old
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)

@@ -33,6 +33,7 @@ __all__ = [
     "factory",
     "get_trigger_name",
     "get_triggers",
+    "is_default_factory",
     "trigger_fields",
 ]
 
@@ -64,6 +65,23 @@ def factory(connection: BaseDatabaseWrapper) -> BaseTriggerFactory:
         )
     cls = import_string(path) if isinstance(path, str) else path
     return cls(connection)
+
+
+def is_default_factory(connection: BaseDatabaseWrapper) -> bool:
+    """Return whether ``connection`` has this library's own triggers.
+
+    They keep a version that the UPDATE raised, which lets a save know the
+    version it stored without reading it back. A factory set in
+    ``CONCURRENCY_TRIGGERS_FACTORY`` may write anything, so its saves read back.
+    """
+    default = DEFAULT_FACTORIES.get(connection.vendor)
+    setting = conf.TRIGGERS_FACTORY
+    if not isinstance(setting, dict):
+        return False  # concurrency.E102 reports it.
+    custom = setting.get(connection.vendor, default)
+    if isinstance(custom, type):
+        custom = f"{custom.__module__}.{custom.__qualname__}"
+    return default is not None and custom == default
 
 
 def trigger_fields(
