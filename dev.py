@@ -5,9 +5,12 @@
     python3 dev.py test [ARGS]     # the test suite (pytest ARGS)
     python3 dev.py bench [ARGS]    # python bench/save.py ARGS
     python3 dev.py manage [ARGS]   # manage.py of the demo project
+    python3 dev.py cluster up|down|status
+                                   # Galera, PostgreSQL primary + standby, PgBouncer on loopback
 
 Environment:
-    CONCURRENCY_DB      sqlite (default), postgresql or mariadb
+    CONCURRENCY_DB      sqlite (default), postgresql or mariadb; with `cluster up`:
+                        galera, postgresql-replica or pgbouncer
     CONCURRENCY_PYTHON  interpreter for the virtualenv (default: this one)
     CONCURRENCY_DJANGO  Django requirement, e.g. "Django~=6.1.0" (default: newest)
     CONCURRENCY_VENV    virtualenv folder (default: .venv)
@@ -43,7 +46,7 @@ def setup(groups: list[str]) -> Path:
         run(os.environ.get("CONCURRENCY_PYTHON", sys.executable), "-m", "venv", venv)
         run(python, "-m", "pip", "install", "-q", "--upgrade", "pip>=25.1")
     db = os.environ.get("CONCURRENCY_DB", "sqlite")
-    if db in ("mariadb", "mysql") and "mysql" not in groups:
+    if db in ("mariadb", "mysql", "galera") and "mysql" not in groups:
         groups = [*groups, "mysql"]
     django = os.environ.get("CONCURRENCY_DJANGO", "")
     wanted = "|".join([*sorted(groups), django, (ROOT / "pyproject.toml").read_text()])
@@ -84,6 +87,11 @@ def main() -> None:
     elif command == "manage":
         python = setup(["test"])
         run(python, "manage.py", *args)
+    elif command == "cluster":
+        sys.path.insert(0, str(ROOT / "tests"))
+        import cluster
+
+        sys.exit(cluster.main(args))
     elif command == "setup":
         setup(args or ["test"])
     else:

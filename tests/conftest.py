@@ -1,15 +1,41 @@
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.conf import settings
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip vendor-only tests on the other databases, saying why."""
-    vendor = {"sqlite": "sqlite", "postgresql": "postgresql", "mariadb": "mysql", "mysql": "mysql"}[
-        settings.DB
-    ]
+    vendor = settings.VENDOR
     for item in items:
         for name in ("postgresql", "mysql"):
             if item.get_closest_marker(name) and vendor != name:
                 item.add_marker(pytest.mark.skip(reason=f"needs {name}; CONCURRENCY_DB={settings.DB}"))
+
+
+if settings.DB == "pgbouncer":
+
+    @pytest.fixture(scope="session", autouse=True)
+    def _release_pgbouncer_pools(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+        """Let the test databases be dropped through PgBouncer.
+
+        PgBouncer keeps server connections to each database in its pool; PostgreSQL
+        refuses to drop a database anyone is connected to. KILL closes that pool.
+        """
+        yield
+        from django.db import connections
+
+        from tests import cluster
+
+        connections.close_all()
+        for alias in settings.DATABASES:
+            name = connections[alias].settings_dict["NAME"]
+            subprocess.run(
+                ["psql", "-h", cluster.HOST, "-p", str(cluster.PGBOUNCER_PORT), "-U", "postgres",
+                 "-qc", f"KILL {name}", "-c", f"RESUME {name}", "pgbouncer"],
+                check=False, capture_output=True, timeout=30,
+            )  # fmt: skip

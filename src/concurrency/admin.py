@@ -436,7 +436,9 @@ class ConcurrencyListEditableMixin:
         policy = getattr(request, "_concurrency_list_policy", None)
         # One query, only when there are conflicts: name the rows as they are now.
         model = self.model  # type: ignore[attr-defined]
-        current = model._base_manager.in_bulk([pk for pk, _a in conflicts[:_NAMED_ROWS]])
+        current = model._base_manager.db_manager(router.db_for_write(model)).in_bulk(
+            [pk for pk, _a in conflicts[:_NAMED_ROWS]]
+        )
         conflicts = [
             (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
         ]

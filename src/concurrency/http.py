@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import router
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.crypto import constant_time_compare, salted_hmac
 
@@ -310,6 +311,11 @@ class _Preconditions:
                 "Preconditions apply to an instance loaded from the database, "
                 f"not to an unsaved {type(instance).__name__}."
             )
+        if self.is_write:
+            using = router.db_for_write(type(instance), instance=instance)
+            if instance._state.db != using:
+                # Read from a replica: compare If-Match with the row the write will meet.
+                instance.refresh_from_db(using=using)
         self.instance = instance
         self.version = None
         self.star = False
