@@ -385,10 +385,11 @@ logfile = {base}/pgbouncer.log
     wait_for("pgbouncer", lambda: listening(PGBOUNCER_PORT), BOOT_TIMEOUT)
 
 
-def pgbouncer_stop() -> None:
+def pgbouncer_stop(hard: bool = False) -> None:
+    """Stop PgBouncer: SIGINT waits for transactions to end, SIGTERM drops every client at once."""
     if pid_alive(pgbouncer_dir() / "pgbouncer.pid") is not None:
-        log("pgbouncer: stopping")
-        stop_pid(pgbouncer_dir() / "pgbouncer.pid", "pgbouncer", signal.SIGINT)
+        log(f"pgbouncer: {'killing' if hard else 'stopping'}")
+        stop_pid(pgbouncer_dir() / "pgbouncer.pid", "pgbouncer", signal.SIGTERM if hard else signal.SIGINT)
 
 
 # --- commands -------------------------------------------------------------------------
@@ -457,7 +458,7 @@ def main(argv: list[str]) -> int:
                     galera_start(node, bootstrap=not any(galera_running(n) for n in GALERA_PORTS))
             elif name == "pgbouncer":
                 if command != "start":
-                    pgbouncer_stop()
+                    pgbouncer_stop(hard=command == "kill")
                 if command in ("start", "restart"):
                     pgbouncer_up()
             else:

@@ -12,9 +12,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skip vendor-only tests on the other databases, saying why."""
     vendor = settings.VENDOR
     for item in items:
+        if settings.DB == "postgresql-replica":
+            _allow_replica(item)
         for name in ("postgresql", "mysql"):
             if item.get_closest_marker(name) and vendor != name:
                 item.add_marker(pytest.mark.skip(reason=f"needs {name}; CONCURRENCY_DB={settings.DB}"))
+
+
+
+def _allow_replica(item: pytest.Item) -> None:
+    """Let a test that uses ``default`` read through the router from its replica too."""
+    cls = getattr(item, "cls", None)
+    if cls is not None and hasattr(cls, "databases") and not isinstance(cls.databases, str):
+        if "default" in cls.databases and "replica" not in cls.databases:
+            cls.databases = {*cls.databases, "replica"}
+        return
+    marker = item.get_closest_marker("django_db")
+    if marker is None:
+        return
+    databases = marker.kwargs.get("databases") or {"default"}
+    if databases != "__all__" and "default" in databases and "replica" not in databases:
+        kwargs = {**marker.kwargs, "databases": {*databases, "replica"}}
+        item.add_marker(pytest.mark.django_db(*marker.args, **kwargs), append=False)
 
 
 if settings.DB == "pgbouncer":
