@@ -385,6 +385,15 @@ logfile = {base}/pgbouncer.log
     wait_for("pgbouncer", lambda: listening(PGBOUNCER_PORT), BOOT_TIMEOUT)
 
 
+def pgbouncer_release(database: str) -> None:
+    """Close PgBouncer's server connections to ``database``, so that it can be dropped."""
+    subprocess.run(
+        [pg_bin("psql"), "-h", HOST, "-p", str(PGBOUNCER_PORT), "-U", "postgres", "-q",
+         "-c", f"KILL {database}", "-c", f"RESUME {database}", "pgbouncer"],
+        check=False, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
 def pgbouncer_stop(hard: bool = False) -> None:
     """Stop PgBouncer: SIGINT waits for transactions to end, SIGTERM drops every client at once."""
     if pid_alive(pgbouncer_dir() / "pgbouncer.pid") is not None:

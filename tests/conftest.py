@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,9 +51,4 @@ if settings.DB == "pgbouncer":
 
         connections.close_all()
         for alias in settings.DATABASES:
-            name = connections[alias].settings_dict["NAME"]
-            subprocess.run(
-                ["psql", "-h", cluster.HOST, "-p", str(cluster.PGBOUNCER_PORT), "-U", "postgres",
-                 "-qc", f"KILL {name}", "-c", f"RESUME {name}", "pgbouncer"],
-                check=False, capture_output=True, timeout=30,
-            )  # fmt: skip
+            cluster.pgbouncer_release(connections[alias].settings_dict["NAME"])
