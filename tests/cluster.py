@@ -21,6 +21,7 @@ servers as the ``mysql`` and ``postgres`` users).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -240,7 +241,7 @@ def galera_up() -> None:
     running = [n for n in GALERA_PORTS if galera_running(n)]
     for node in GALERA_PORTS:
         if node in running:
-            wait_for(f"galera{node} to be synced", lambda n=node: galera_synced(n), BOOT_TIMEOUT)
+            wait_for(f"galera{node} to be synced", functools.partial(galera_synced, node), BOOT_TIMEOUT)
             continue
         # Bootstrap a new cluster only when no node runs; otherwise join it.
         galera_start(node, bootstrap=not running)
@@ -266,15 +267,14 @@ def pg_dir(name: str) -> Path:
 
 
 def pg_ready(port: int) -> bool:
-    done = subprocess.run(
-        [pg_bin("pg_isready"), "-q", "-h", HOST, "-p", str(port)], check=False, timeout=10
-    )
+    done = subprocess.run([pg_bin("pg_isready"), "-q", "-h", HOST, "-p", str(port)], check=False, timeout=10)
     return done.returncode == 0
 
 
 def pg_ctl(name: str, action: str) -> None:
     data = pg_dir(name)
-    run(pg_bin("pg_ctl"), "-D", data, "-l", data.parent / f"{name}.log", "-w", "-t", "60", action, user="postgres")
+    log_file = data.parent / f"{name}.log"
+    run(pg_bin("pg_ctl"), "-D", data, "-l", log_file, "-w", "-t", "60", action, user="postgres")
 
 
 def pg_running(name: str) -> bool:
@@ -327,7 +327,8 @@ def standby_up() -> None:
         with open(data / "postgresql.auto.conf", "a") as conf:
             conf.write(
                 f"port = {STANDBY_PORT}\n"
-                f"primary_conninfo = 'host={HOST} port={PRIMARY_PORT} user=postgres application_name=standby'\n"
+                f"primary_conninfo = 'host={HOST} port={PRIMARY_PORT} "
+                "user=postgres application_name=standby'\n"
             )
     if not pg_running("standby"):
         log(f"standby: starting on {HOST}:{STANDBY_PORT}")

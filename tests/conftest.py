@@ -18,7 +18,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"needs {name}; CONCURRENCY_DB={settings.DB}"))
 
 
-
 def _allow_replica(item: pytest.Item) -> None:
     """Let a test that uses ``default`` read through the router from its replica too."""
     cls = getattr(item, "cls", None)

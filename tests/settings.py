@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DB = os.environ.get("CONCURRENCY_DB", "sqlite")
@@ -133,7 +134,7 @@ def _cluster_database(name: str, port: int | None = None) -> dict:
             "OPTIONS": {"charset": "utf8mb4", "init_command": "SET SESSION wsrep_sync_wait = 1"},
             "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}", "CHARSET": "utf8mb4"},
         }
-    entry = {
+    entry: dict[str, Any] = {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": f"concurrency_{name}",
         "USER": "postgres",

@@ -26,11 +26,15 @@ from concurrency.signals import conflict_detected
 from concurrency.transaction import atomic
 from tests.demo.models import Article, Counter, PlainCounter, Stock
 
-galera = pytest.mark.skipif(settings.DB != "galera", reason="needs the Galera cluster (CONCURRENCY_DB=galera)")
+galera = pytest.mark.skipif(
+    settings.DB != "galera", reason="needs the Galera cluster (CONCURRENCY_DB=galera)"
+)
 replica = pytest.mark.skipif(
     settings.DB != "postgresql-replica", reason="needs the hot standby (CONCURRENCY_DB=postgresql-replica)"
 )
-pgbouncer = pytest.mark.skipif(settings.DB != "pgbouncer", reason="needs PgBouncer (CONCURRENCY_DB=pgbouncer)")
+pgbouncer = pytest.mark.skipif(
+    settings.DB != "pgbouncer", reason="needs PgBouncer (CONCURRENCY_DB=pgbouncer)"
+)
 
 WAIT = 60  # seconds: bound for every barrier and join, generous under load
 

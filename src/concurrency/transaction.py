@@ -85,16 +85,17 @@ class Atomic(django_transaction.Atomic):
             return super().__exit__(exc_type, exc_value, traceback)
         saved = _saved.get() or []
         _saved.reset(self._token)
+        using = self.using or DEFAULT_DB_ALIAS
         try:
             super().__exit__(exc_type, exc_value, traceback)
         except DatabaseError as error:
             # The COMMIT failed.
-            if is_write_conflict(error, self.using or DEFAULT_DB_ALIAS):
-                raise _conflict(saved, self.using or DEFAULT_DB_ALIAS) from error
+            if is_write_conflict(error, using):
+                raise _conflict(saved, using) from error
             raise
-        if isinstance(exc_value, DatabaseError) and is_write_conflict(exc_value, self.using or DEFAULT_DB_ALIAS):
-            # A statement failed, the whole transaction already rolled back by the server.
-            raise _conflict(saved, self.using or DEFAULT_DB_ALIAS) from exc_value
+        if isinstance(exc_value, DatabaseError) and is_write_conflict(exc_value, using):
+            # A statement failed: the server has already rolled the whole transaction back.
+            raise _conflict(saved, using) from exc_value
 
 
 def _conflict(saved: list[tuple[Any, str, Any]], using: str) -> WriteConflictError:
@@ -112,7 +113,9 @@ def _conflict(saved: list[tuple[Any, str, Any]], using: str) -> WriteConflictErr
     instance, version = first
     field = instance._concurrencymeta.field
     current = list(
-        field.model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
+        field.model._base_manager.using(using)
+        .filter(pk=instance.pk)
+        .values_list(field.attname, flat=True)[:1]
     )
     db_version = current[0] if current else None
     conflict_detected.send(
