@@ -127,11 +127,13 @@ class GaleraTests(TransactionTestCase):
     def test_retry_on_conflict_retries_a_certification_failure(self) -> None:
         counter = Counter.objects.create(name="hot")
         barrier = threading.Barrier(2)
-        attempts = {"node2": 0}
-        errors: list[BaseException] = []
+        node1_committed = threading.Event()
+        attempts: list[int] = []
+        signalled: list[Any] = []
+        refused: list[BaseException] = []
 
         def remember(sender: Any, **kwargs: Any) -> None:
-            errors.append(kwargs["instance"])
+            signalled.append((kwargs["version"], kwargs["db_version"]))
 
         def on_node1() -> None:
             with atomic():
@@ -139,33 +141,38 @@ class GaleraTests(TransactionTestCase):
                 row.value += 1
                 row.save()
                 barrier.wait(WAIT)
+            node1_committed.set()
 
         @retry_on_conflict(using="node2", attempts=5, delay=0.01)
-        def on_node2() -> None:
-            attempts["node2"] += 1
+        def increment_on_node2() -> None:
             row = Counter.objects.using("node2").get(pk=counter.pk)
+            attempts.append(row.version)
             row.value += 1
             row.save(using="node2")
-            if attempts["node2"] == 1:
-                # Commit only after node 1 did its UPDATE: one of the two must lose.
+            if len(attempts) == 1:
+                # Both UPDATEs matched version 1, each on its own node; node 1 commits
+                # first, so this COMMIT fails certification.
                 barrier.wait(WAIT)
+                assert node1_committed.wait(WAIT)
+
+        def on_node2() -> None:
+            try:
+                increment_on_node2()
+            except RecordModifiedError as error:  # pragma: no cover - reported below
+                refused.append(error)
+                raise
 
         conflict_detected.connect(remember, weak=False)
         try:
             results = run_threads(on_node1, on_node2)
         finally:
             conflict_detected.disconnect(remember)
-        # Node 1's plain atomic() may be the loser; then it reports a WriteConflictError too.
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            assert len(failed) == 1 and isinstance(failed[0], WriteConflictError), results
-            assert attempts["node2"] == 1
-            assert Counter.objects.get(pk=counter.pk).value == 1
-        else:
-            assert attempts["node2"] == 2, "node 2 lost certification and was retried"
-            assert errors, "the retried conflict was signalled"
-            row = Counter.objects.get(pk=counter.pk)
-            assert (row.value, row.version) == (2, 3)
+        assert results == [None, None], results
+        # Refused once at version 1 (node 1 had committed 2), then retried from version 2.
+        assert attempts == [1, 2]
+        assert signalled == [(1, 2)]
+        row = Counter.objects.get(pk=counter.pk)
+        assert (row.value, row.version) == (2, 3)
 
     def test_contention_over_three_nodes_loses_nothing(self) -> None:
         counter = Counter.objects.create(name="hot")
