@@ -69,6 +69,16 @@ def _note_save(sender: Any, instance: Any, raw: bool = False, using: str = "", *
     saved.append((instance, using, getattr(instance, options.field.attname)))
 
 
+_listening = False
+
+
+def _listen() -> None:
+    global _listening
+    # Connected on first use, once: connecting clears the signal's receiver cache.
+    pre_save.connect(_note_save, dispatch_uid="concurrency.transaction", weak=False)
+    _listening = True
+
+
 class Atomic(django_transaction.Atomic):
     """Django's ``Atomic``; the outermost block also maps a write-conflict rollback."""
 
@@ -76,7 +86,8 @@ class Atomic(django_transaction.Atomic):
         connection = django_transaction.get_connection(self.using)
         self._outermost = not connection.in_atomic_block
         if self._outermost:
-            pre_save.connect(_note_save, dispatch_uid="concurrency.transaction", weak=False)
+            if not _listening:
+                _listen()
             self._token = _saved.set([])
         super().__enter__()
 
