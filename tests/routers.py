@@ -1,10 +1,11 @@
-"""The primary/replica router of the ``postgresql-replica`` test setting.
+"""The routers of the cluster test settings.
 
-The recipe of docs/guide/cluster.rst: writes go to the primary; reads go to the
-replica, except inside a transaction on the primary, where they must see the
-transaction's own writes and where a retry must read the row as the primary has
-it (``retry_on_conflict`` runs each attempt in ``atomic()``). The ``other`` test
-database has no replica and keeps its own reads and writes.
+``PrimaryReplicaRouter`` (``postgresql-replica``) is the recipe of
+docs/guide/cluster.rst: writes go to the primary; reads go to the replica,
+except inside a transaction on the primary, where they must see the
+transaction's own writes and where a retry must read the row as the primary
+has it (``retry_on_conflict`` runs each attempt in ``atomic()``). The ``other``
+test database has no replica and keeps its own reads and writes.
 """
 
 from __future__ import annotations
@@ -37,3 +38,13 @@ class PrimaryReplicaRouter:
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
         return db != REPLICA
+
+
+class GaleraNodesRouter:
+    """The ``galera`` test setting: ``node2`` and ``node3`` are the same database as ``default``.
+
+    Schema changes (migrations, triggers) go through one node; Galera replicates them.
+    """
+
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
+        return False if db in ("node2", "node3") else None

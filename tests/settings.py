@@ -161,6 +161,7 @@ if DB == "galera":
     for _node in (2, 3):
         DATABASES[f"node{_node}"] = _cluster_database("default", _cluster.GALERA_PORTS[_node])
         DATABASES[f"node{_node}"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["tests.routers.GaleraNodesRouter"]
 if DB == "postgresql-replica":
     from tests import cluster as _cluster
 
