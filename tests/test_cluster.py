@@ -326,6 +326,22 @@ class ReplicaTests(TransactionTestCase):
                     row = Article.objects.get(pk=self.article.pk)
                 assert (row.title, row.version) == ("mine", current.version + 1)
 
+    def test_async_view_on_a_lagging_replica_refuses_rather_than_guesses(self) -> None:
+        url = f"/plain/async/articles/{self.article.pk}/"
+        with self.lagging_replica():
+            self.write_on_primary("newer")
+            with transaction.atomic():
+                current = Article.objects.get(pk=self.article.pk)
+            # The async view cannot re-read from the primary: the current tag gets a 412 ...
+            response = self.put(url, "mine", make_etag(current))
+            assert response.status_code == 412, response.content
+            # ... and the stale one, which the replica still matches, is refused by the UPDATE.
+            response = self.put(url, "lost", make_etag(Article.objects.get(pk=self.article.pk)))
+            assert response.status_code == 412, response.content
+        with transaction.atomic():
+            row = Article.objects.get(pk=self.article.pk)
+        assert (row.title, row.version) == ("newer", 2)
+
 
 # --- PgBouncer in transaction pooling ---------------------------------------------------
 
