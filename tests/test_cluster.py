@@ -510,9 +510,8 @@ def _ledger_run(
     results = run_threads(*(work(n, alias) for n, alias in enumerate(aliases)))
     assert all(isinstance(r, int) for r in results), results
     assert disrupted.is_set()
-    # This thread's connections may have been cut too.
-    for alias in {"default", *aliases}:
-        connections[alias].close()
+    # This thread's connections (to every alias) may have been cut too.
+    connections.close_all()
     value = Counter.objects.get(pk=counter.pk).value
     ledger = set(PlainCounter.objects.values_list("name", flat=True))
     return {
@@ -565,7 +564,7 @@ class GaleraKillNodeTests(TransactionTestCase):
                 after=25,
             )
         finally:
-            connections["node3"].close()
+            connections.close_all()
             if not cluster.galera_running(3):
                 cluster.galera_start(3)
         _assert_nothing_lost_or_doubled(run)
@@ -591,6 +590,7 @@ class PgBouncerRestartTests(TransactionTestCase):
         try:
             run = _ledger_run(["default"] * 6, increments, disrupt=restart, after=25)
         finally:
+            connections.close_all()
             cluster.pgbouncer_up()
         _assert_nothing_lost_or_doubled(run)
         assert run["results"] == [increments] * 6
