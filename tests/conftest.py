@@ -6,6 +6,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+# Fault tests that reach into their own server session: not possible through a
+# transaction pooler (tests/test_cluster.py has PgBouncer's own fault test).
+_SESSION_BOUND = (
+    "tests/test_faults.py::TestTerminatedConnection",
+    "tests/test_faults.py::TestTimeout",
+)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip vendor-only tests on the other databases, saying why."""
@@ -16,6 +23,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for name in ("postgresql", "mysql"):
             if item.get_closest_marker(name) and vendor != name:
                 item.add_marker(pytest.mark.skip(reason=f"needs {name}; CONCURRENCY_DB={settings.DB}"))
+                break
+        else:
+            if settings.DB == "pgbouncer" and item.nodeid.startswith(_SESSION_BOUND):
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="the test itself needs one server session (a backend pid to terminate, "
+                        "SET lock_timeout); PgBouncer's transaction pooling does not keep one"
+                    )
+                )
 
 
 def _allow_replica(item: pytest.Item) -> None:
