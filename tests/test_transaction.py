@@ -136,5 +136,7 @@ class DeadlockTests(TransactionTestCase):
 
         results = self.crossed(retried)
         assert results == [None, None]
-        assert len(attempts) == 3
+        # The loser ran again (and once more if its re-read beat the winner's COMMIT:
+        # then its UPDATE matched no row, an ordinary conflict).
+        assert len(attempts) >= 3
         assert sorted(Counter.objects.values_list("value", "version")) == [(2, 3), (2, 3)]
