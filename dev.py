@@ -8,9 +8,12 @@
     python3 dev.py setup [GROUPS]  # only create .venv with the dependency groups (default: test),
                                    # e.g. `setup test docs` for the docs build, `setup test lint docs`
     python3 dev.py screenshots     # retake docs/_static/screenshots/*.png from the demo in Chromium
+    python3 dev.py cluster up|down|status
+                                   # Galera, PostgreSQL primary + standby, PgBouncer on loopback
 
 Environment:
-    CONCURRENCY_DB      sqlite (default), postgresql or mariadb
+    CONCURRENCY_DB      sqlite (default), postgresql or mariadb; with `cluster up`:
+                        galera, postgresql-replica or pgbouncer
     CONCURRENCY_PYTHON  interpreter for the virtualenv (default: this one)
     CONCURRENCY_DJANGO  Django requirement, e.g. "Django~=6.1.0" (default: newest)
     CONCURRENCY_VENV    virtualenv folder (default: .venv)
@@ -46,7 +49,7 @@ def setup(groups: list[str]) -> Path:
         run(os.environ.get("CONCURRENCY_PYTHON", sys.executable), "-m", "venv", venv)
         run(python, "-m", "pip", "install", "-q", "--upgrade", "pip>=25.1")
     db = os.environ.get("CONCURRENCY_DB", "sqlite")
-    if db in ("mariadb", "mysql") and "mysql" not in groups:
+    if db in ("mariadb", "mysql", "galera") and "mysql" not in groups:
         groups = [*groups, "mysql"]
     django = os.environ.get("CONCURRENCY_DJANGO", "")
     wanted = "|".join([*sorted(groups), django, (ROOT / "pyproject.toml").read_text()])
@@ -91,6 +94,11 @@ def main() -> None:
     elif command == "manage":
         python = setup(["test"])
         run(python, "manage.py", *args)
+    elif command == "cluster":
+        sys.path.insert(0, str(ROOT / "tests"))
+        import cluster
+
+        sys.exit(cluster.main(args))
     elif command == "setup":
         setup(args or ["test"])
     elif command == "screenshots":

@@ -5,7 +5,7 @@ application servers. Every worker does K read-modify-write increments, either
 of one row or of a small hot set of rows, in five ways:
 
     optimistic   versioned model; on RecordModifiedError re-read and re-apply
-                 at once (one atomic() per attempt)
+                 at once (one concurrency.transaction.atomic() per attempt)
     retry_on_conflict
                  the same through concurrency.retry.retry_on_conflict(delay=2 ms,
                  max_delay=32 ms): a random pause of 0..2 ms x 2^(conflicts - 1)
@@ -15,13 +15,22 @@ of one row or of a small hot set of rows, in five ways:
     unversioned  plain model; read, add one, save: the bug this library fixes
 
 and the table shows lost updates (expected total minus the final total),
-conflicts, SQLite "database is locked" retries (busy), saves per second and
+conflicts, retries after the database refused a transaction (busy: SQLite's
+"database is locked"; on Galera a certification failure, error 1213, of the
+modes that do not use the library), saves per second and
 the ratio to ``select_for_update()`` measured in the same run (modes
 interleaved, medians over rounds).
 
     python bench/contention.py                        # postgresql, mariadb, sqlite; 4 x 200
     python bench/contention.py -p 8 -k 1000 --rounds 1
     python bench/contention.py --db postgresql --rounds 5
+    python bench/contention.py --db galera --db postgresql-replica --db pgbouncer
+
+The cluster setups need ``python3 dev.py cluster up``. On ``galera`` worker n
+connects to node n % 3 + 1 (multi-primary: every node takes writes); on
+``postgresql-replica`` reads outside a transaction go to the hot standby
+(tests/routers.py) and every commit waits until the standby applied it; on
+``pgbouncer`` every connection goes through PgBouncer in transaction pooling.
 
 The tables live in a database of their own, ``concurrency_bench_contention_<pid>``
 (created and dropped here), never in the test databases.
@@ -58,9 +67,10 @@ def setup_django(db: str) -> None:
     sys.path.insert(0, str(ROOT))
     from tests import settings as test_settings
 
-    for alias in ("default", "other"):
-        entry = test_settings.DATABASES[alias]
+    # Every alias: default and other, and a cluster's other nodes or its replica.
+    for entry in test_settings.DATABASES.values():
         entry["NAME"] = str(Path(test_settings._tmp) / f"{BENCH_DB}.sqlite3") if db == "sqlite" else BENCH_DB
+        entry.get("TEST", {}).pop("MIRROR", None)
     import django
 
     django.setup()
@@ -77,7 +87,7 @@ def create_database(db: str) -> None:
     else:
         drop_database(db)
         with connection._nodb_cursor() as cursor:
-            extra = " CHARACTER SET utf8mb4" if db != "postgresql" else ""
+            extra = " CHARACTER SET utf8mb4" if connection.vendor == "mysql" else ""
             cursor.execute(f"CREATE DATABASE {BENCH_DB}{extra}")
     with connection.schema_editor() as editor:
         editor.create_model(Counter)
@@ -86,12 +96,16 @@ def create_database(db: str) -> None:
 
 
 def drop_database(db: str) -> None:
-    from django.db import connection
+    from django.db import connection, connections
 
-    connection.close()
+    connections.close_all()
     if db == "sqlite":
         Path(connection.settings_dict["NAME"]).unlink(missing_ok=True)
         return
+    if db == "pgbouncer":
+        from tests import cluster
+
+        cluster.pgbouncer_release(BENCH_DB)
     with connection._nodb_cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
 
@@ -120,6 +134,7 @@ class Outcome:
 
 def worker(
     mode: str,
+    index: int,
     pks: list[int],
     increments: int,
     seed: int,
@@ -127,13 +142,20 @@ def worker(
     results: Any,
 ) -> None:
     """Do ``increments`` increments; report (start, end, conflicts, queries)."""
+    from django.conf import settings
     from django.db import OperationalError, connection, transaction
     from django.db.models import F
 
     from concurrency.exceptions import RecordModifiedError
     from concurrency.retry import retry_on_conflict
     from concurrency.signals import conflict_detected
+    from concurrency.transaction import atomic, is_write_conflict
     from tests.demo.models import Counter, PlainCounter
+
+    if settings.DB == "galera":
+        from tests import cluster
+
+        connection.settings_dict["PORT"] = str(cluster.GALERA_PORTS[index % 3 + 1])
 
     queries = 0
 
@@ -167,7 +189,7 @@ def worker(
         if mode == "optimistic":
             while True:
                 try:
-                    with transaction.atomic():
+                    with atomic():
                         row = Counter.objects.get(pk=pk)
                         row.value += 1
                         row.save()
@@ -195,10 +217,11 @@ def worker(
                 try:
                     increment(pk)
                     break
-                except OperationalError:
-                    # SQLite's busy timeout ran out ("database is locked"): nothing
-                    # was written, so the increment is simply tried again.
-                    if connection.vendor != "sqlite":
+                except OperationalError as error:
+                    # SQLite's busy timeout ran out ("database is locked"), or Galera
+                    # refused the transaction at certification (1213): nothing was
+                    # written, so the increment is simply tried again.
+                    if connection.vendor != "sqlite" and not is_write_conflict(error):
                         raise
                     busy += 1
     end = time.perf_counter()
@@ -221,7 +244,7 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
     barrier = ctx.Barrier(procs)
     results = ctx.Queue()
     children = [
-        ctx.Process(target=worker, args=(mode, pks, increments, 1000 + n, barrier, results))
+        ctx.Process(target=worker, args=(mode, n, pks, increments, 1000 + n, barrier, results))
         for n in range(procs)
     ]
     for child in children:
@@ -240,7 +263,7 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
         child.join()
         if child.exitcode:
             raise RuntimeError(f"{mode} worker exited with {child.exitcode}")
-    total = sum(model.objects.filter(pk__in=pks).values_list("value", flat=True))
+    total = sum(model.objects.using("default").filter(pk__in=pks).values_list("value", flat=True))
     connection.close()
     return Outcome(
         db=db,
@@ -354,7 +377,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--db", action="append", choices=["postgresql", "mariadb", "sqlite"])
+    parser.add_argument(
+        "--db",
+        action="append",
+        choices=["postgresql", "mariadb", "sqlite", "galera", "postgresql-replica", "pgbouncer"],
+    )
     parser.add_argument("-p", "--procs", type=int, default=4)
     parser.add_argument("-k", "--increments", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)

@@ -1,6 +1,13 @@
 """Settings of the test suite and of the demo site.
 
-CONCURRENCY_DB selects the database: sqlite (default), postgresql or mariadb.
+CONCURRENCY_DB selects the database: sqlite (default), postgresql or mariadb; or,
+after ``python3 dev.py cluster up`` (see tests/cluster.py), one of the clusters:
+
+- ``galera``: three MariaDB Galera nodes; ``default`` and ``other`` on node 1,
+  ``node2`` and ``node3`` the same test database through the other nodes.
+- ``postgresql-replica``: writes to the primary, reads outside transactions from
+  its hot standby (``replica``), through ``tests.routers.PrimaryReplicaRouter``.
+- ``pgbouncer``: the primary through PgBouncer in transaction pooling mode.
 """
 
 from __future__ import annotations
@@ -8,9 +15,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DB = os.environ.get("CONCURRENCY_DB", "sqlite")
+CLUSTERS = ("galera", "postgresql-replica", "pgbouncer")
+# The Django backend vendor of each setting of CONCURRENCY_DB.
+VENDOR = {"sqlite": "sqlite", "mariadb": "mysql", "mysql": "mysql", "galera": "mysql"}.get(DB, "postgresql")
 DEMO = os.environ.get("CONCURRENCY_DEMO") == "1"
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "concurrency-tests-not-secret")
@@ -104,8 +115,12 @@ def _database(name: str) -> dict:
             "OPTIONS": {"charset": "utf8mb4"},
             "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}", "CHARSET": "utf8mb4"},
         }
+    if DB in CLUSTERS:
+        return _cluster_database(name)
     if DB != "sqlite":
-        raise RuntimeError(f"CONCURRENCY_DB={DB!r}: use sqlite, postgresql or mariadb")
+        raise RuntimeError(
+            f"CONCURRENCY_DB={DB!r}: use sqlite, postgresql or mariadb, or {', '.join(CLUSTERS)}"
+        )
     # Files, not memory, so that threads get connections of their own.
     return {
         "ENGINE": "django.db.backends.sqlite3",
@@ -115,7 +130,56 @@ def _database(name: str) -> dict:
     }
 
 
+def _cluster_database(name: str, port: int | None = None) -> dict:
+    from tests import cluster
+
+    if DB == "galera":
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": f"concurrency_{name}",
+            "USER": cluster.GALERA_USER,
+            "PASSWORD": cluster.GALERA_PASSWORD,
+            "HOST": cluster.HOST,
+            "PORT": str(port or cluster.GALERA_PORTS[1]),
+            # Causal reads: a read on one node waits until the node has applied every
+            # write the cluster committed before it (read-your-writes across nodes).
+            "OPTIONS": {"charset": "utf8mb4", "init_command": "SET SESSION wsrep_sync_wait = 1"},
+            "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}", "CHARSET": "utf8mb4"},
+        }
+    entry: dict[str, Any] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": f"concurrency_{name}",
+        "USER": "postgres",
+        "HOST": cluster.HOST,
+        "PORT": str(port or cluster.PRIMARY_PORT),
+        "TEST": {"NAME": f"test_concurrency_{name}_{SUFFIX}"},
+    }
+    if DB == "pgbouncer":
+        entry["PORT"] = str(cluster.PGBOUNCER_PORT)
+        # Transaction pooling: a server-side cursor would outlive the transaction
+        # that declared it (Django's documented setting for PgBouncer).
+        entry["DISABLE_SERVER_SIDE_CURSORS"] = True
+    elif port is None:
+        # A commit returns once the standby has applied it, so a read from the replica
+        # after a write sees it; tests that need a lagging replica pause its replay.
+        entry["OPTIONS"] = {"options": "-c synchronous_commit=remote_apply"}
+    return entry
+
+
 DATABASES = {"default": _database("default"), "other": _database("other")}
+if DB == "galera":
+    from tests import cluster as _cluster
+
+    for _node in (2, 3):
+        DATABASES[f"node{_node}"] = _cluster_database("default", _cluster.GALERA_PORTS[_node])
+        DATABASES[f"node{_node}"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["tests.routers.GaleraNodesRouter"]
+if DB == "postgresql-replica":
+    from tests import cluster as _cluster
+
+    DATABASES["replica"] = _cluster_database("default", _cluster.STANDBY_PORT)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["tests.routers.PrimaryReplicaRouter"]
 if DEMO:
     # CONCURRENCY_DEMO_DB: another file, e.g. for `python3 dev.py screenshots`.
     DATABASES["default"]["NAME"] = os.environ.get("CONCURRENCY_DEMO_DB") or BASE_DIR / "demo.sqlite3"

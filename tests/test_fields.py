@@ -57,7 +57,8 @@ def test_full_clean_reports_a_bad_version_as_a_validation_error() -> None:
     assert "version" in info.value.message_dict
 
 
-@pytest.mark.django_db
+# With database routers (the cluster settings) makemigrations checks every database.
+@pytest.mark.django_db(databases="__all__")
 def test_makemigrations_check_is_clean() -> None:
     out = io.StringIO()
     call_command("makemigrations", "--check", "--dry-run", stdout=out)

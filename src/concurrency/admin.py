@@ -452,7 +452,8 @@ class ConcurrencyListEditableMixin:
         # through get_queryset(), so a row this user may no longer see is not named.
         model = self.model  # type: ignore[attr-defined]
         pks = [pk for pk, _a in conflicts[:_NAMED_ROWS]]
-        current = {obj.pk: obj for obj in self.get_queryset(request).filter(pk__in=pks)}  # type: ignore[attr-defined]
+        rows = self.get_queryset(request).using(router.db_for_write(model))  # type: ignore[attr-defined]
+        current = {obj.pk: obj for obj in rows.filter(pk__in=pks)}
         conflicts = [
             (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
         ]

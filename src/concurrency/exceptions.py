@@ -18,6 +18,7 @@ __all__ = [
     "VersionChangedError",
     "VersionError",
     "VersionNotLoadedError",
+    "WriteConflictError",
 ]
 
 
@@ -80,6 +81,26 @@ class BulkUpdateConflictError(RecordModifiedError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}: {', '.join(str(obj.pk) for obj in self.objects)}"
+
+
+class WriteConflictError(RecordModifiedError):
+    """The database rolled the transaction back for a concurrent write of the same rows.
+
+    A Galera certification failure (MariaDB/MySQL error 1213, at a statement
+    or at ``COMMIT``), an InnoDB deadlock (1213) or a PostgreSQL serialization
+    failure or deadlock (40001, 40P01), seen by ``concurrency.transaction.atomic``
+    and so by ``retry_on_conflict``. Nothing of the transaction was written.
+    The database does not say which row lost: ``target`` is the first
+    versioned instance saved in the transaction (``None`` if there was none),
+    ``version`` the version it was saved from, ``db_version`` the version the
+    row holds now; ``objects`` lists every versioned instance saved in it.
+    """
+
+    default_message = _("The transaction was rolled back: a concurrent transaction wrote the same rows")
+
+    def __init__(self, *args: Any, objects: Any = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.objects = list(objects)
 
 
 class VersionError(SuspiciousOperation):

@@ -241,7 +241,8 @@ class ConcurrentForm(forms.ModelForm):
         instance = self.instance
         field = instance._concurrencymeta.field  # type: ignore[attr-defined]
         model = field.model
-        using = instance._state.db or router.db_for_write(model, instance=instance)
+        # Where the save will go: not a replica the instance may have been read from.
+        using = router.db_for_write(model, instance=instance)
         return list(
             model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
         )

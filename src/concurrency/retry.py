@@ -26,10 +26,11 @@ from typing import Any, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import transaction
+from django.db import router
 from django.db.models import Model
 
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+from .transaction import atomic
 
 __all__ = ["retry_on_conflict"]
 
@@ -94,12 +95,15 @@ class _Policy:
                 continue
             seen.add(id(instance))
             try:
-                instance.refresh_from_db()
+                # From the database the write goes to, not a lagging replica.
+                instance.refresh_from_db(using=router.db_for_write(type(instance), instance=instance))
             except ObjectDoesNotExist:
                 raise error from None
 
     def attempt(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        with transaction.atomic(using=self.using):
+        # concurrency.transaction.atomic: a transaction a cluster rolled back for a
+        # concurrent write (Galera certification) is a conflict like any other.
+        with atomic(using=self.using):
             return func(*args, **kwargs)
 
     def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:

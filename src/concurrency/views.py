@@ -39,7 +39,8 @@ def _current_row(target: Any) -> Any:
     if not isinstance(target, models.Model) or target.pk is None:
         return None
     model = type(target)
-    using = target._state.db or router.db_for_read(model, instance=target)
+    # The database the refused write went to: a replica may not have the winner yet.
+    using = router.db_for_write(model, instance=target)
     if connections[using].needs_rollback:
         return _UNKNOWN
     return model._base_manager.using(using).filter(pk=target.pk).first()
