@@ -586,14 +586,16 @@ def forget_writes(instance: Model) -> None:
 # --- end ------------------------------------------------------------------------
 
 
+def stored_version(instance: Any, using: str) -> list[Any]:
+    """Return ``[version]`` of the row of ``instance`` as ``using`` holds it now, ``[]`` if it is gone."""
+    field = instance._concurrencymeta.field
+    rows = field.model._base_manager.using(using).filter(pk=instance.pk)
+    return list(rows.values_list(field.attname, flat=True)[:1])
+
+
 def raise_conflict(instance: Any, version: Any, using: str) -> NoReturn:
     """Raise the error for a refused write of ``instance`` at ``version``."""
-    field = instance._concurrencymeta.field
-    current = list(
-        field.model._base_manager.using(using)
-        .filter(pk=instance.pk)
-        .values_list(field.attname, flat=True)[:1]
-    )
+    current = stored_version(instance, using)
     cls = RecordModifiedError if current else RecordDeletedError
     error = cls(
         target=instance,

@@ -239,13 +239,9 @@ class ConcurrentForm(forms.ModelForm):
     def _current_version(self) -> list[Any]:
         """Return ``[version]`` of the row as the database holds it now, ``[]`` if it is gone."""
         instance = self.instance
-        field = instance._concurrencymeta.field  # type: ignore[attr-defined]
-        model = field.model
         # Where the save will go: not a replica the instance may have been read from.
-        using = router.db_for_write(model, instance=instance)
-        return list(
-            model._base_manager.using(using).filter(pk=instance.pk).values_list(field.attname, flat=True)[:1]
-        )
+        using = router.db_for_write(type(instance), instance=instance)
+        return core.stored_version(instance, using)
 
     def save(self, commit: bool = True) -> Any:
         """Save with the version the user submitted, so the UPDATE is checked against it.

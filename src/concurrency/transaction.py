@@ -30,6 +30,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db import transaction as django_transaction
 from django.db.models.signals import pre_save
 
+from . import core
 from .exceptions import WriteConflictError
 from .signals import conflict_detected
 
@@ -122,12 +123,7 @@ def _conflict(saved: list[tuple[Any, str, Any]], using: str) -> WriteConflictErr
     if first is None:
         return WriteConflictError(objects=objects)
     instance, version = first
-    field = instance._concurrencymeta.field
-    current = list(
-        field.model._base_manager.using(using)
-        .filter(pk=instance.pk)
-        .values_list(field.attname, flat=True)[:1]
-    )
+    current = core.stored_version(instance, using)
     db_version = current[0] if current else None
     conflict_detected.send(
         sender=type(instance), instance=instance, version=version, db_version=db_version, deleted=not current
