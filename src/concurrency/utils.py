@@ -40,10 +40,7 @@ def get_classname(o: Any) -> str:
     class is the one the object reports (``__class__``), so a lazy object such
     as ``request.user`` gives the class of the object it stands for.
     """
-    if isinstance(o, type):
-        return o.__qualname__
-    name = getattr(o, "__qualname__", None) if callable(o) else None
-    return name if isinstance(name, str) else o.__class__.__qualname__
+    return _named(o).__qualname__
 
 
 def fqn(o: Any) -> str:
@@ -51,14 +48,22 @@ def fqn(o: Any) -> str:
 
     ``fqn(Article)`` and ``fqn(article)`` are both ``"myapp.models.Article"``,
     ``fqn(myapp.models)`` is ``"myapp.models"``. Raise ``ValueError`` for an
-    object that names no module: a string, a number, ``None``.
+    object that names no module: a string, a number, ``None``. A lazy object
+    such as ``request.user`` gives the name of the object it stands for.
     """
     if inspect.ismodule(o):
         return o.__name__
-    module = getattr(o, "__module__", None)
-    if not isinstance(module, str):
+    if not isinstance(getattr(o, "__module__", None), str):
         raise ValueError(f"Invalid argument `{o}`")
-    return f"{module}.{get_classname(o)}"
+    named = _named(o)
+    return f"{named.__module__}.{named.__qualname__}"
+
+
+def _named(o: Any) -> Any:
+    """Return what names ``o``: itself if it is a class, function or method, else its class."""
+    if isinstance(o, type) or (callable(o) and isinstance(getattr(o, "__qualname__", None), str)):
+        return o
+    return o.__class__
 
 
 def flatten(iterable: Iterable[Any]) -> list[Any]:
