@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, models, transaction
 from django.db.migrations.autodetector import MigrationAutodetector
@@ -797,6 +798,12 @@ class SwitchingProjectTests(TestCase):
             self.job.enqueue(run_job)
         row = Job.objects.values_list("status", "task_id", "task_name", "version").get(pk=self.job.pk)
         assert row == ("done", f"task-{self.job.pk}", "tests.switching.tasks.run_job", 2)
+        assert self.job.version == 1  # still the version it was loaded with: reload before saving
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            self.job.save()
+        self.job.refresh_from_db()
+        self.job.save()
+        assert Job.objects.values_list("status", "version").get(pk=self.job.pk) == ("done", 3)
 
     def test_guide_change_a_queryset_update_of_the_bookkeeping_fields(self) -> None:
         task_id = run_job(self.job.pk)
@@ -826,6 +833,25 @@ class SwitchingProjectTests(TestCase):
             form.save()
         row = Job.objects.values_list("name", "status", "version").get(pk=self.job.pk)
         assert row == ("import", "done", 2)
+
+    def test_concurrent_form_recipe_posts_the_forms_initial_version(self) -> None:
+        class JobConcurrentForm(ConcurrentForm):
+            class Meta:
+                model = Job
+                fields = ["name", "version"]
+
+        missing = JobConcurrentForm({"name": "renamed"}, instance=self.job)
+        assert missing.has_error(NON_FIELD_ERRORS, code="missing")
+        version = JobConcurrentForm(instance=self.job)["version"].value()
+        run_job(self.job.pk)
+        stale = JobConcurrentForm({"name": "renamed", "version": version}, instance=self.job)
+        assert stale.has_error(NON_FIELD_ERRORS, code="changed")
+        self.job.refresh_from_db()
+        version = JobConcurrentForm(instance=self.job)["version"].value()
+        form = JobConcurrentForm({"name": "renamed", "version": version}, instance=self.job)
+        assert form.is_valid(), form.errors
+        form.save()
+        assert Job.objects.values_list("name", "version").get(pk=self.job.pk) == ("renamed", 3)
 
     def test_the_other_models_keep_their_django_concurrency_declarations(self) -> None:
         report = Report.objects.create(title="q1")
