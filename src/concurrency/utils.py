@@ -1,7 +1,8 @@
 """Helpers for projects that use the library; test helpers need no pytest.
 
 ``fqn``, ``get_classname`` and ``flatten`` are the helpers django-concurrency
-offered here, with the same results, for projects that import them.
+offered here, for projects that import them: they give its results wherever
+those were coherent (docs/guide/migrating.rst names the two cases that were not).
 """
 
 from __future__ import annotations
