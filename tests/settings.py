@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "concurrency",
     "reversion",
     "tests.demo",
+    # A project written for django-concurrency, with its migration (tests/test_migrating.py).
+    "tests.switching",
     # Libraries tested beside ours (the "interop" dependency group, part of "test").
     "simple_history",
     "polymorphic",

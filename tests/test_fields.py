@@ -23,8 +23,12 @@ def test_version_field_is_a_big_integer_field() -> None:
     assert field.get_internal_type() == "BigIntegerField"
 
 
-def test_deconstruct_gives_public_path_and_only_non_default_kwargs() -> None:
-    assert AutoIncVersionField().deconstruct()[1:] == ("concurrency.fields.AutoIncVersionField", [], {})
+def test_deconstruct_gives_public_path_and_the_kwargs_django_concurrency_wrote() -> None:
+    assert AutoIncVersionField().deconstruct()[1:] == (
+        "concurrency.fields.AutoIncVersionField",
+        [],
+        {"default": 0, "help_text": "record revision number"},
+    )
     _name, path, _args, kwargs = IntegerVersionField(
         db_column="rev", verbose_name="revision", help_text="h", default=5, db_comment="c"
     ).deconstruct()

@@ -4,18 +4,30 @@ The first part is a small project written the django-concurrency way: its
 imports, its settings, a ConcurrentModelAdmin, a form with a custom signer,
 the middleware and the triggers command called from Python. The tests after
 it check each piece of that import surface and the two bugs the switch found.
+The last part switches tests/switching, a project with the migration
+django-concurrency 2.8.1 wrote for it, and checks what the guide promises.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, models, transaction
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.graph import MigrationGraph
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ModelState, ProjectState
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -23,6 +35,7 @@ from django.test import RequestFactory, TestCase, TransactionTestCase, override_
 from django.test.utils import isolate_apps
 from django.urls import path, reverse
 from django.utils.encoding import smart_str
+from django.utils.functional import SimpleLazyObject
 
 import concurrency.conf
 from concurrency.admin import ConcurrencyActionMixin, ConcurrencyListEditableMixin, ConcurrentModelAdmin
@@ -55,10 +68,13 @@ from concurrency.templatetags.concurrency import identity, is_version, version
 from concurrency.test_utils import ConcurrencyTestMixin
 from concurrency.triggers import create_triggers, drop_triggers, get_trigger_name, get_triggers
 from concurrency.utils import ConcurrencyTestMixin as ConcurrencyTestMixin26
-from concurrency.utils import refetch
+from concurrency.utils import flatten, fqn, get_classname, refetch
 from concurrency.views import ConflictResponse, callback, conflict
 from tests.admin_forms import form_data
 from tests.demo.models import Article, TriggerRow
+from tests.switching.forms import JobForm
+from tests.switching.models import Job, Label, Report
+from tests.switching.tasks import run_job
 
 ROW_TRIGGER = "concurrency_demo_triggerrow_version"
 CHANGED = "Someone else changed this record after you opened it"
@@ -592,3 +608,258 @@ def _drop_legacy_function() -> None:
 
 def test_trigger_names_match_django_concurrencys() -> None:
     assert get_trigger_name(TriggerRow._meta.get_field("version")) == ROW_TRIGGER
+
+
+# --- concurrency.utils: fqn, get_classname, flatten ---------------------------------
+# The results are those of django-concurrency 2.8.1's helpers (its doctests among them).
+
+
+class Named:
+    def method(self) -> None:
+        """A method, named with its class."""
+
+    class Inner:
+        pass
+
+
+def test_fqn_names_classes_their_instances_functions_methods_and_modules() -> None:
+    assert fqn(Named) == fqn(Named()) == "tests.test_migrating.Named"
+    assert fqn(Named.method) == fqn(Named().method) == "tests.test_migrating.Named.method"
+    assert fqn(Named.Inner) == "tests.test_migrating.Named.Inner"
+    assert fqn(run_job) == "tests.switching.tasks.run_job"
+    assert fqn(Article) == fqn(Article(title="a")) == "tests.demo.models.Article"
+    assert fqn(concurrency.conf) == "concurrency.conf"
+    assert fqn(str) == "builtins.str"
+
+
+def test_fqn_of_a_lazy_object_names_the_object_it_stands_for() -> None:
+    assert fqn(SimpleLazyObject(lambda: Article(title="a"))) == "tests.demo.models.Article"
+
+
+def test_fqn_of_a_callable_object_names_its_class() -> None:
+    assert fqn(functools.partial(run_job, 1)) == "functools.partial"
+
+
+@pytest.mark.parametrize("value", ["str", 3, None])
+def test_fqn_refuses_what_names_no_module(value: Any) -> None:
+    with pytest.raises(ValueError, match=f"^Invalid argument `{value}`$"):
+        fqn(value)
+
+
+def test_get_classname_gives_the_qualified_name() -> None:
+    assert get_classname(Named) == get_classname(Named()) == "Named"
+    assert get_classname(Named.Inner()) == "Named.Inner"
+    assert get_classname(Named.method) == "Named.method"
+    assert get_classname(Article.save) == "Model.save"
+    assert get_classname(SimpleLazyObject(lambda: Article(title="a"))) == "Article"
+
+
+def test_flatten_returns_every_nested_item_in_order_and_keeps_strings_whole() -> None:
+    nested = [[[1, 2, 3], (42, None)], [4, 5], [6], 7, (8, 9, 10)]
+    assert flatten(nested) == [1, 2, 3, 42, None, 4, 5, 6, 7, 8, 9, 10]
+    assert flatten([["a", ("bc", [])], "de"]) == ["a", "bc", "de"]
+    assert flatten(x for x in ([1], [2, [3]])) == [1, 2, 3]
+    assert flatten([]) == []
+
+
+# --- Migrations: a version field as django-concurrency 2.8.1 wrote it -------------
+# Each pair is a declaration and the field django-concurrency 2.8.1's makemigrations
+# wrote for it (recorded from a real run on Django 5.2); the autodetector compares
+# them as makemigrations does after the switch.
+
+RRN = "record revision number"
+WRITTEN = {"default": 0, "help_text": RRN}
+KEPT = {"verbose_name": "revision", "db_column": "rev", "help_text": "bumped", "db_tablespace": ""}
+
+
+def _changes(written: Any, declared: Any) -> list[Any]:
+    """Return the operations makemigrations writes for a model whose migration has ``written``."""
+
+    def state(field: Any) -> ProjectState:
+        project = ProjectState()
+        fields = [("id", models.AutoField(primary_key=True)), ("version", field)]
+        project.add_model(ModelState("shop", "Thing", fields))
+        return project
+
+    graph = MigrationGraph()
+    graph.add_node(("shop", "0001_initial"), None)
+    changes = MigrationAutodetector(state(written), state(declared)).changes(graph=graph)
+    return [op for migration in changes.get("shop", []) for op in migration.operations]
+
+
+@pytest.mark.parametrize(
+    ("field_class", "args", "kwargs", "written"),
+    [
+        (AutoIncVersionField, (), {}, WRITTEN),
+        (IntegerVersionField, (), {}, WRITTEN),
+        (TriggerVersionField, (), {}, WRITTEN),
+        (ConditionalVersionField, (), {}, WRITTEN),
+        # The options it kept it wrote as given, beside default=0.
+        (AutoIncVersionField, (), KEPT, {**KEPT, "default": 0}),
+        # This library's own migrations, written before it matched django-concurrency.
+        (AutoIncVersionField, (), {}, {}),
+        (IntegerVersionField, (), {"db_column": "rev"}, {"db_column": "rev"}),
+    ],
+)
+def test_a_declaration_needs_no_migration_over_what_django_concurrency_wrote(
+    field_class: Any, args: Any, kwargs: Any, written: Any
+) -> None:
+    assert _changes(field_class(**written), field_class(*args, **kwargs)) == []
+
+
+@pytest.mark.parametrize(
+    ("field_class", "args", "kwargs"),
+    [
+        # django-concurrency dropped every option but five, and positional arguments.
+        (AutoIncVersionField, (), {"default": 1}),
+        (IntegerVersionField, ("revision",), {}),
+        (IntegerVersionField, (), {"editable": False, "blank": True, "db_index": True, "null": True}),
+        # It never wrote trigger_name, which CreateTrigger reads from the migration state.
+        (TriggerVersionField, (), {"trigger_name": "shop_named"}),
+    ],
+)
+def test_options_django_concurrency_ignored_take_one_alter_field(
+    field_class: Any, args: Any, kwargs: Any
+) -> None:
+    declared = field_class(*args, **kwargs)
+    (operation,) = _changes(field_class(**WRITTEN), declared)
+    assert type(operation).__name__ == "AlterField"
+    assert operation.field.deconstruct()[3] == {**WRITTEN, **declared.deconstruct()[3]}
+
+
+# --- A project switching from django-concurrency: tests/switching --------------------
+
+SWITCHING_MIGRATION = Path(__file__).parent / "switching" / "migrations" / "0001_initial.py"
+
+
+def test_the_switching_project_starts() -> None:
+    """Its admin imports concurrency.utils helpers while django.setup() autodiscovers it."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check", "--tag", "admin"],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+    from tests.switching import admin as switching_admin
+
+    assert switching_admin.logger.name == "tests.switching.models.Job"
+
+
+@pytest.mark.django_db
+def test_the_switching_project_migrates_with_its_django_concurrency_migration_and_needs_no_new_one() -> None:
+    written = SWITCHING_MIGRATION.read_text()
+    assert written.startswith("# Generated by Django")
+    assert "AutoIncVersionField(default=0, help_text='record revision number')" in written
+    assert MigrationRecorder(connection).migration_qs.filter(app="switching", name="0001_initial").exists()
+    with connection.cursor() as cursor:
+        columns = [c.name for c in connection.introspection.get_table_description(cursor, "switching_report")]
+    assert "rev" in columns
+    out = io.StringIO()
+    call_command("makemigrations", "switching", "--check", "--dry-run", stdout=out)
+    assert "No changes detected in app 'switching'" in out.getvalue()
+
+
+class SwitchingBookkeepingTests(TransactionTestCase):
+    """In autocommit, as in production: the task's save commits before the bookkeeping save."""
+
+    def test_bookkeeping_under_concurrency_disable_increment_is_refused_and_says_why(self) -> None:
+        job = Job.objects.create(name="import")
+        with pytest.raises(RecordModifiedError) as info:
+            job.enqueue(run_job)
+        assert str(info.value) == (
+            "Record has been modified (concurrency_disable_increment() disables version increments, "
+            "not version checks; use disable_concurrency() to skip the check)"
+        )
+        assert (info.value.version, info.value.db_version) == (1, 2)
+        row = Job.objects.values_list("status", "task_id", "version").get(pk=job.pk)
+        assert row == ("done", "", 2)  # the task's save stands; the bookkeeping was not written
+
+
+class SwitchingProjectTests(TestCase):
+    """The switching project behaves as the guide says."""
+
+    def setUp(self) -> None:
+        self.job = Job.objects.create(name="import")
+
+    def test_a_conflict_outside_the_switch_keeps_the_plain_message(self) -> None:
+        copy = refetch(self.job)
+        copy.save()
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            self.job.save()
+        assert str(info.value) == "Record has been modified"
+
+    def test_guide_change_disable_concurrency_around_the_bookkeeping(self) -> None:
+        with disable_concurrency(self.job):
+            self.job.enqueue(run_job)
+        row = Job.objects.values_list("status", "task_id", "task_name", "version").get(pk=self.job.pk)
+        assert row == ("done", f"task-{self.job.pk}", "tests.switching.tasks.run_job", 2)
+        assert self.job.version == 1  # still the version it was loaded with: reload before saving
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            self.job.save()
+        self.job.refresh_from_db()
+        self.job.save()
+        assert Job.objects.values_list("status", "version").get(pk=self.job.pk) == ("done", 3)
+
+    def test_guide_change_a_queryset_update_of_the_bookkeeping_fields(self) -> None:
+        task_id = run_job(self.job.pk)
+        Job.objects.filter(pk=self.job.pk).update(task_id=task_id, task_name=fqn(run_job))
+        row = Job.objects.values_list("status", "task_id", "task_name", "version").get(pk=self.job.pk)
+        assert row == ("done", task_id, "tests.switching.tasks.run_job", 2)
+
+    def test_plain_model_form_posting_no_version_is_invalid(self) -> None:
+        form = JobForm({"name": "renamed"}, instance=self.job)
+        assert not form.is_valid()
+        assert form.has_error("version", code="missing")
+        assert Job.objects.values_list("name", "version").get(pk=self.job.pk) == ("import", 1)
+
+    def test_plain_model_form_recipe_posts_the_forms_initial_version(self) -> None:
+        version = JobForm(instance=self.job)["version"].value()
+        form = JobForm({"name": "renamed", "version": version}, instance=self.job)
+        assert form.is_valid(), form.errors
+        form.save()
+        assert Job.objects.values_list("name", "version").get(pk=self.job.pk) == ("renamed", 2)
+
+    def test_plain_model_form_recipe_for_a_stale_form_raises_at_save(self) -> None:
+        version = JobForm(instance=self.job)["version"].value()
+        run_job(self.job.pk)
+        form = JobForm({"name": "renamed", "version": version}, instance=self.job)
+        assert form.is_valid(), form.errors  # a plain ModelForm has no early check
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            form.save()
+        row = Job.objects.values_list("name", "status", "version").get(pk=self.job.pk)
+        assert row == ("import", "done", 2)
+
+    def test_concurrent_form_recipe_posts_the_forms_initial_version(self) -> None:
+        class JobConcurrentForm(ConcurrentForm):
+            class Meta:
+                model = Job
+                fields = ["name", "version"]
+
+        missing = JobConcurrentForm({"name": "renamed"}, instance=self.job)
+        assert missing.has_error(NON_FIELD_ERRORS, code="missing")
+        version = JobConcurrentForm(instance=self.job)["version"].value()
+        run_job(self.job.pk)
+        stale = JobConcurrentForm({"name": "renamed", "version": version}, instance=self.job)
+        assert stale.has_error(NON_FIELD_ERRORS, code="changed")
+        self.job.refresh_from_db()
+        version = JobConcurrentForm(instance=self.job)["version"].value()
+        form = JobConcurrentForm({"name": "renamed", "version": version}, instance=self.job)
+        assert form.is_valid(), form.errors
+        form.save()
+        assert Job.objects.values_list("name", "version").get(pk=self.job.pk) == ("renamed", 3)
+
+    def test_the_other_models_keep_their_django_concurrency_declarations(self) -> None:
+        report = Report.objects.create(title="q1")
+        assert report.version > 1  # a time-based IntegerVersionField, in column rev
+        label = Label.objects.create(name="red")
+        label.colour = "crimson"
+        label.save()  # colour is not a checked field
+        assert label.version == 1
+        label.name = "blue"
+        label.save()
+        assert label.version == 2

@@ -134,7 +134,7 @@ def test_deconstruct_keeps_trigger_name() -> None:
     assert field.deconstruct()[1:] == (
         "concurrency.fields.TriggerVersionField",
         [],
-        {"trigger_name": "named_row_version"},
+        {"default": 0, "help_text": "record revision number", "trigger_name": "named_row_version"},
     )
 
 

@@ -105,10 +105,13 @@ def is_checked(instance: Any) -> bool:
 
 def is_incremented(instance: Any) -> bool:
     """Return whether a write of ``instance`` bumps its version right now."""
-    if not instance._concurrencymeta.increment:
-        return False
+    return instance._concurrencymeta.increment and not increment_switched_off(instance)
+
+
+def increment_switched_off(instance: Any) -> bool:
+    """Return whether ``concurrency_disable_increment`` covers ``instance`` right now."""
     frozen = _no_increment.get()
-    return not (frozen and _matches(frozen, instance))
+    return bool(frozen) and _matches(frozen, instance)
 
 
 def _model_matches(targets: tuple[Toggled, ...], model: type[Model]) -> bool:
@@ -849,7 +852,10 @@ def raise_conflict(instance: Any, version: Any, using: str) -> NoReturn:
     """Raise the error for a refused write of ``instance`` at ``version``."""
     current = stored_version(instance, using)
     cls = RecordModifiedError if current else RecordDeletedError
+    # django-concurrency's switch also skipped the check: say why it did not here.
+    message = (cls.increment_disabled_message,) if current and increment_switched_off(instance) else ()
     error = cls(
+        *message,
         target=instance,
         version=version,
         db_version=current[0] if current else None,

@@ -32,6 +32,12 @@ class RecordModifiedError(DatabaseError):
     """
 
     default_message = _("Record has been modified")
+    #: The message of a write refused while ``concurrency_disable_increment``
+    #: covered the instance (django-concurrency skipped the check there).
+    increment_disabled_message = _(
+        "Record has been modified (concurrency_disable_increment() disables version increments, "
+        "not version checks; use disable_concurrency() to skip the check)"
+    )
 
     def __init__(
         self,

@@ -85,9 +85,14 @@ class VersionField(models.BigIntegerField):
         super().__init__(*args, **kwargs)
 
     def deconstruct(self) -> Any:
+        # Written as django-concurrency 2.8.1 writes it, ``default=0`` and its
+        # help text always present, so that a project switching over needs no
+        # migration (docs/guide/migrating.rst). Neither reaches the database;
+        # the help text is django-concurrency's default, which only the
+        # migration state carries (the field itself has none).
         name, path, args, kwargs = super().deconstruct()
-        if kwargs.get("default") == 0:
-            del kwargs["default"]
+        if not kwargs.get("help_text"):
+            kwargs["help_text"] = "record revision number"
         return name, path, args, kwargs
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:

@@ -1,8 +1,14 @@
-"""Helpers for projects that use the library; test helpers need no pytest."""
+"""Helpers for projects that use the library; test helpers need no pytest.
+
+``fqn``, ``get_classname`` and ``flatten`` are the helpers django-concurrency
+offered here, for projects that import them: they give its results wherever
+those were coherent (docs/guide/migrating.rst names the two cases that were not).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
 from django.db import models, router, transaction
@@ -10,7 +16,7 @@ from django.db import models, router, transaction
 from .api import get_revision_of_object
 from .exceptions import RecordModifiedError
 
-__all__ = ["ConcurrencyTestMixin", "refetch"]
+__all__ = ["ConcurrencyTestMixin", "flatten", "fqn", "get_classname", "refetch"]
 
 M = TypeVar("M", bound=models.Model)
 
@@ -25,6 +31,55 @@ def refetch(instance: M) -> M:
     model = type(instance)
     using = instance._state.db or router.db_for_read(model, instance=instance)
     return model._base_manager.using(using).get(pk=instance.pk)
+
+
+def get_classname(o: Any) -> str:
+    """Return the qualified name of a class, function or method, or of the class of any other object.
+
+    ``get_classname(Article)`` and ``get_classname(article)`` are both
+    ``"Article"``; ``get_classname(Article.save)`` is ``"Model.save"``. The
+    class is the one the object reports (``__class__``), so a lazy object such
+    as ``request.user`` gives the class of the object it stands for.
+    """
+    return _named(o).__qualname__
+
+
+def fqn(o: Any) -> str:
+    """Return the dotted name of a module, class, function or method, or of an object's class.
+
+    ``fqn(Article)`` and ``fqn(article)`` are both ``"myapp.models.Article"``,
+    ``fqn(myapp.models)`` is ``"myapp.models"``. Raise ``ValueError`` for an
+    object that names no module: a string, a number, ``None``. A lazy object
+    such as ``request.user`` gives the name of the object it stands for.
+    """
+    if inspect.ismodule(o):
+        return o.__name__
+    if not isinstance(getattr(o, "__module__", None), str):
+        raise ValueError(f"Invalid argument `{o}`")
+    named = _named(o)
+    return f"{named.__module__}.{named.__qualname__}"
+
+
+def _named(o: Any) -> Any:
+    """Return what names ``o``: itself if it is a class, function or method, else its class."""
+    if isinstance(o, type) or (callable(o) and isinstance(getattr(o, "__qualname__", None), str)):
+        return o
+    return o.__class__
+
+
+def flatten(iterable: Iterable[Any]) -> list[Any]:
+    """Return the items of ``iterable`` and of every iterable nested in it, in order, as one list.
+
+    Strings are items, not iterables: ``flatten([["a", (1, 2)], "bc"])`` is
+    ``["a", 1, 2, "bc"]``.
+    """
+    items: list[Any] = []
+    for item in iterable:
+        if hasattr(item, "__iter__") and not isinstance(item, str):
+            items.extend(flatten(item))
+        else:
+            items.append(item)
+    return items
 
 
 class ConcurrencyTestMixin:
