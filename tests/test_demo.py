@@ -93,7 +93,8 @@ def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 def requirement_names(dist):
-    return {norm(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in md.requires(dist) or [] if "extra ==" not in r}
+    requires = [r for r in md.requires(dist) or [] if "extra ==" not in r]
+    return {norm(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requires}
 
 allowed, todo = set(), list(sys.argv[1:])
 while todo:
@@ -101,7 +102,8 @@ while todo:
     if name not in allowed:
         allowed.add(name)
         todo += requirement_names(name)
-blocked = {top for top, dists in md.packages_distributions().items() if not {norm(d) for d in dists} & allowed}
+distributions = md.packages_distributions()
+blocked = {top for top, dists in distributions.items() if not {norm(d) for d in dists} & allowed}
 blocked -= {"tests", "concurrency"}
 
 class Missing:
@@ -222,7 +224,7 @@ def test_demo_keeps_its_data_and_fresh_starts_over(tmp_path: Path) -> None:
 
     demo, printed = _start_demo(port, database)
     try:
-        assert "  Admin: http://127.0.0.1:%d/admin/  user: admin  password: demo-test\n" % port in printed
+        assert f"  Admin: http://127.0.0.1:{port}/admin/  user: admin  password: demo-test\n" in printed
         assert not any("W163" in line or "Data kept" in line for line in printed), "".join(printed)
         etag, article = get()
         assert (etag, article["version"]) == (_readme_etag(), 1)
