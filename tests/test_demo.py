@@ -152,6 +152,7 @@ def test_dev_help_lists_every_command() -> None:
     for command in ("demo", "test", "bench", "manage", "setup [GROUPS]", "screenshots"):
         assert f"python3 dev.py {command}" in out.stdout
     assert "setup test docs" in out.stdout
+    assert "python3 dev.py demo [--fresh] [ADDR]" in out.stdout and "DEMO_PASSWORD" in out.stdout
 
 
 def _free_port() -> int:
