@@ -9,77 +9,61 @@ child to the root in the child's ``ConcurrencyMeta``::
     class OrderLine(models.Model):
         order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
         ...
-        objects = AggregateManager()          # for queryset update()/bulk_update()
 
         class ConcurrencyMeta:
             aggregate_root = "order"
 
-Creating, changing or deleting a line then bumps the order's version with the
-compare-and-swap, before the line's own write and in its transaction:
+Every ORM write that inserts, changes, moves or deletes a line then moves the
+version of each order it touches (the old and the new one on a move, and each
+level of nested roots), in the write's transaction and before it:
 
-* checked against the root version the writer started from when it has one:
-  the order instance cached on the line (``line.order``, as forms, the admin's
-  inline formsets and ``If-Match`` views set it); that instance is given the
+* checked against the root instance the writer holds (``line.order`` as forms,
+  the admin's inline formsets and ``If-Match`` views set it, or the instance a
+  related manager or ``update(order=…)`` is given); that instance is given the
   new version;
-* once per root per transaction: further child writes of the same root in the
-  same transaction, or a save of the root itself, do not bump it again (a
-  rolled-back savepoint forgets its bumps);
-* ``AggregateQuerySet.update()``/``bulk_update()`` and queryset ``delete()``
-  bump each affected root once.
+* once per root per transaction, without skipping a check: further child
+  writes of a root this transaction already moved check the instance they hold
+  against it and write nothing to the root.
 
-The child needs no version of its own. The declaration is read when the
-``concurrency`` app is ready; a bad one is system check ``concurrency.E017``.
+The hook is the backend's INSERT/UPDATE/DELETE compiler (``core.watch_writes``),
+so it covers save, queryset ``update()``/``delete()``, ``bulk_create()``,
+``bulk_update()``, related managers, cascades and ``SET_NULL`` through any
+manager. Raw SQL is not seen. The declaration is read when the ``concurrency``
+app is ready; a bad one is system check ``concurrency.E017``, a root whose
+version cannot move ``concurrency.E018``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.apps import apps
 from django.core import checks
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import F
-from django.db.models.signals import post_save, pre_delete, pre_save
+from django.db.models.expressions import Col
+from django.db.models.signals import post_init, pre_delete, pre_save
+from django.db.models.sql.query import Query
 
 from . import core
+from .fields import AutoIncVersionField, ConditionalVersionField
 from .managers import VersionedQuerySet
 
 __all__ = ["AggregateManager", "AggregateQuerySet", "bump_roots", "root_field"]
 
-# child model -> the foreign key to its root
+# child model (declaring it, and the one whose table holds the key) -> the foreign key to its root
 _roots: dict[type[models.Model], models.ForeignKey] = {}
-_BUMPED = "_concurrency_bumped_roots"
-
-
-class _Bumped:
-    """An ``on_commit`` marker: a root bumped in the current transaction.
-
-    Django drops it from ``run_on_commit`` when the transaction or a savepoint
-    around the bump rolls back, and replaces that list on every commit,
-    rollback and savepoint rollback; so an unchanged list means a live bump.
-    """
-
-    __slots__ = ("queue",)
-
-    def __init__(self, queue: list[Any]) -> None:
-        self.queue = queue
-
-    def __call__(self) -> None:
-        pass
-
-    def alive(self, connection: Any) -> bool:
-        queue = connection.run_on_commit
-        if queue is self.queue:
-            return True
-        if not any(entry[1] is self for entry in queue):
-            return False
-        self.queue = queue
-        return True
+# The root a child instance was loaded with (its foreign key's value then).
+_LOADED = "_concurrency_loaded_root"
+# Set on a child instance during a raw (fixture) save.
+_RAW = "_concurrency_raw_save"
+_UNKNOWN = object()
 
 
 def root_field(model: type[models.Model]) -> models.ForeignKey | None:
     """Return the foreign key from ``model`` to its aggregate root, if it declares one."""
-    return _roots.get(model)
+    return _roots.get(model) or _roots.get(model._meta.concrete_model)  # type: ignore[arg-type]
 
 
 def _declared(model: type[models.Model]) -> str | None:
@@ -106,11 +90,23 @@ def _check_declaration(model: type[models.Model]) -> list[checks.CheckMessage]:
                 id="concurrency.E017",
             )
         ]
+    root: Any = field.related_model
+    if not root._concurrencymeta.increment:
+        return [
+            checks.Error(
+                f"ConcurrencyMeta.aggregate_root of {model._meta.label} names {root._meta.label}, "
+                "whose ConcurrencyMeta.increment is False: writes of its children could not move its "
+                "version, so nobody editing it would learn of them.",
+                hint=f"Remove increment = False from {root._meta.label}, or the aggregate_root declaration.",
+                obj=model,
+                id="concurrency.E018",
+            )
+        ]
     return []
 
 
 def check_aggregates(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """System check: every ``aggregate_root`` names a foreign key to a versioned model."""
+    """System check: every ``aggregate_root`` names a foreign key to a versioned model whose version moves."""
     configs = app_configs or apps.get_app_configs()
     return [
         error for config in configs for model in config.get_models() for error in _check_declaration(model)
@@ -118,175 +114,295 @@ def check_aggregates(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def register() -> None:
-    """Connect the receivers of every child model that declares a root (from ``AppConfig.ready``)."""
+    """Watch the writes of every child model that declares a root (from ``AppConfig.ready``)."""
     checks.register(check_aggregates, checks.Tags.models)
-    for model in apps.get_models():
+    models_ = apps.get_models()
+    for model in models_:
         if _declared(model) is None or _check_declaration(model):
             continue
-        field = model._meta.get_field(_declared(model))  # type: ignore[arg-type]
-        _roots[model] = field  # type: ignore[assignment]
-        uid = f"concurrency.aggregate.{model._meta.label}"
-        pre_save.connect(_child_saved, sender=model, dispatch_uid=uid)
-        pre_delete.connect(_child_deleted, sender=model, dispatch_uid=uid)
+        field: Any = model._meta.get_field(_declared(model))  # type: ignore[arg-type]
+        table = field.model._meta.concrete_model
+        _roots[model] = _roots[table] = field
         root: Any = field.related_model
-        post_save.connect(
-            _root_saved, sender=root, dispatch_uid=f"concurrency.aggregate_root.{root._meta.label}"
-        )
+        root._concurrencymeta.is_root = True
+        root._concurrencymeta.field.model._concurrencymeta.is_root = True
+        core.watch_writes(table, _watch)
+        for klass in models_:
+            if issubclass(klass, table):
+                core.keep_transaction_usable(klass)
+                uid = f"concurrency.aggregate.{klass._meta.label}"
+                post_init.connect(_loaded, sender=klass, dispatch_uid=uid)
+                pre_save.connect(_saving, sender=klass, dispatch_uid=uid)
+                pre_delete.connect(_child_deleted, sender=klass, dispatch_uid=uid)
+            if issubclass(klass, root):
+                pre_delete.connect(
+                    _root_deleted,
+                    sender=klass,
+                    dispatch_uid=f"concurrency.aggregate_root.{klass._meta.label}",
+                )
 
 
-# -- once per root per transaction -------------------------------------------------
+# -- what a child instance knows ---------------------------------------------------------
 
 
-def _bumped(using: str) -> dict[tuple[Any, Any], _Bumped]:
-    connection = connections[using]
-    registry = connection.__dict__.get(_BUMPED)
-    if registry is None:
-        registry = connection.__dict__[_BUMPED] = {}
-    return registry
+def _loaded(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+    fk = root_field(sender)
+    if fk is not None and fk.attname in instance.__dict__:
+        instance.__dict__[_LOADED] = instance.__dict__[fk.attname]
 
 
-def _already_bumped(using: str, key: tuple[Any, Any]) -> bool:
-    connection = connections[using]
-    if not connection.in_atomic_block:
-        return False
-    marker = _bumped(using).get(key)
-    return marker is not None and marker.alive(connection)
+def _saving(sender: Any, instance: models.Model, raw: bool = False, **kwargs: Any) -> None:
+    instance.__dict__[_RAW] = raw
 
 
-def _remember(using: str, keys: list[tuple[Any, Any]]) -> None:
-    connection = connections[using]
-    if not connection.in_atomic_block:
+# -- the watcher of every write to a child table ------------------------------------------
+
+
+def _watch(compiler: Any, kind: str, write: Callable[[], Any]) -> Any:
+    """Move the roots of the rows this INSERT/UPDATE/DELETE writes, then run it, in one transaction."""
+    query = compiler.query
+    instance = core.writing.get()
+    if instance is not None and not isinstance(instance, query.model):
+        instance = None
+    if instance is not None and instance.__dict__.get(_RAW):
+        return write()  # fixtures are authoritative
+    using = compiler.using
+    if connections[using].in_atomic_block:
+        return _write(compiler, kind, write, instance, using)
+    with transaction.atomic(using=using, savepoint=False):
+        return _write(compiler, kind, write, instance, using)
+
+
+def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, using: str) -> Any:
+    query = compiler.query
+    fk = _roots[query.model._meta.concrete_model]
+    if kind == "update" and all(_unchanged(field, value) for field, _model, value in query.values):
+        return write()  # SET version = version: a lock (checked delete, verify), no change
+    values: set[Any] = set()
+    holders: list[models.Model] = []
+    rows: list[Any] | None = None
+    if kind == "insert":
+        for obj in query.objs:
+            _root_of(obj, fk, values, holders)
+    elif kind == "update":
+        found, value = _set_value(query, fk)
+        if instance is not None:
+            _root_of(instance, fk, values, holders)
+            loaded = instance.__dict__.get(_LOADED, _UNKNOWN)
+            current = instance.__dict__.get(fk.attname, _UNKNOWN)
+            if current is _UNKNOWN or (found and (instance._state.adding or loaded != current)):
+                # A move, or a row this instance was not loaded from: its roots now.
+                values.update(_current_roots(query, fk, using))
+        else:
+            if found and hasattr(value, "resolve_expression"):
+                # Known only once written: remember the rows, read their roots afterwards.
+                rows = list(_rows(query, using).values_list("pk", flat=True))
+            values.update(_current_roots(query, fk, using))
+            if found and not hasattr(value, "resolve_expression"):
+                _value_root(value, fk, values, holders)
+    else:
+        values.update(_current_roots(query, fk, using))
+    _move(fk, values, holders, using)
+    result = write()
+    if rows:
+        moved_to = query.model._base_manager.using(using).filter(pk__in=rows)
+        _move(fk, set(moved_to.values_list(fk.attname, flat=True).distinct().order_by()), [], using)
+    if instance is not None and kind != "delete" and fk.attname in instance.__dict__:
+        instance.__dict__[_LOADED] = instance.__dict__[fk.attname]
+    return result
+
+
+def _root_of(obj: models.Model, fk: Any, values: set[Any], holders: list[models.Model]) -> None:
+    """Add the root ``obj`` points to: the instance it holds, or the key's value."""
+    value = obj.__dict__.get(fk.attname)  # never a query for a deferred key
+    if value is None:
         return
-    registry = _bumped(using)
-    for key in keys:
-        marker = _Bumped(connection.run_on_commit)
-        connection.on_commit(marker)
-        registry[key] = marker
-    if len(registry) > 1000:
-        # Forget markers of finished transactions.
-        for stale in [k for k, m in registry.items() if not m.alive(connection)]:
-            del registry[stale]
+    held = fk.get_cached_value(obj, default=None)
+    if _holds(held, fk, value):
+        holders.append(held)
+    else:
+        values.add(value)
 
 
-def _key(model: type[models.Model], pk: Any) -> tuple[Any, Any]:
-    concrete = model._concurrencymeta.field.model  # type: ignore[attr-defined]
-    return concrete, concrete._meta.pk.to_python(pk)
+def _value_root(value: Any, fk: Any, values: set[Any], holders: list[models.Model]) -> None:
+    """Add the root an ``update(<fk>=value)`` moves rows to."""
+    if value is None:
+        return
+    if isinstance(value, models.Model):
+        key = getattr(value, fk.target_field.attname, None)
+        if _holds(value, fk, key):
+            holders.append(value)
+        elif key is not None:
+            values.add(key)
+    else:
+        values.add(value)
 
 
-def _bump_expression(root: type[models.Model]) -> Any:
-    field = root._concurrencymeta.field  # type: ignore[attr-defined]
-    from .fields import ConditionalVersionField
-
-    if isinstance(field, ConditionalVersionField):
-        return F(field.attname) + 1
-    expression = field.next_version_expression([])
-    return F(field.attname) + 1 if expression is None else expression
-
-
-def bump_roots(root: type[models.Model], pks: Any, using: str) -> int:
-    """Bump the version of the root rows ``pks``, unchecked, skipping those bumped in this transaction.
-
-    One ``UPDATE … WHERE pk IN (…)``. Return the number of rows bumped.
-    """
-    keys = [_key(root, pk) for pk in {pk for pk in pks if pk is not None}]
-    keys = [key for key in keys if not _already_bumped(using, key)]
-    if not keys:
-        return 0
-    model = keys[0][0]
-    field = model._concurrencymeta.field
-    count = (
-        model._base_manager.using(using)
-        .filter(pk__in=[pk for _m, pk in keys])
-        .update(**{field.attname: _bump_expression(model)})
+def _holds(held: Any, fk: Any, value: Any) -> bool:
+    return (
+        isinstance(held, fk.related_model)
+        and not held._state.adding
+        and held.pk is not None
+        and value is not None
+        and getattr(held, fk.target_field.attname) == value
     )
-    _remember(using, keys)
+
+
+def _unchanged(field: Any, value: Any) -> bool:
+    if isinstance(value, F):
+        return value.name in (field.name, field.attname)  # type: ignore[attr-defined]
+    return isinstance(value, Col) and value.target is field
+
+
+def _set_value(query: Any, fk: Any) -> tuple[bool, Any]:
+    """Return whether an UPDATE sets the foreign key, and to what."""
+    for field, _model, value in query.values:
+        if field.attname == fk.attname:
+            return True, value
+    return False, None
+
+
+def _rows(query: Any, using: str) -> models.QuerySet:
+    """The rows an UPDATE or DELETE is about to write, as a queryset."""
+    select = query.chain(Query)
+    select.clear_ordering(force=True)
+    select.select_for_update = False
+    return models.QuerySet(model=query.model, query=select, using=using)
+
+
+def _current_roots(query: Any, fk: Any, using: str) -> set[Any]:
+    return set(_rows(query, using).values_list(fk.attname, flat=True).distinct())
+
+
+# -- moving the roots ------------------------------------------------------------------------
+
+
+def _move(fk: Any, values: set[Any], holders: list[models.Model], using: str) -> None:
+    """Move the version of each root: checked where the writer holds its instance."""
+    target = fk.target_field
+    checked: set[Any] = set()
+    seen: set[int] = set()
+    for holder in holders:
+        if id(holder) in seen:
+            continue
+        seen.add(id(holder))
+        _move_held(holder, using)
+        checked.add(target.to_python(getattr(holder, target.attname)))
+    rest = {target.to_python(value) for value in values if value is not None} - checked
+    if rest:
+        bump_roots(fk.related_model, rest, using, field=target)
+
+
+def _move_held(holder: Any, using: str) -> None:
+    """Move the root ``holder`` is an instance of, checked against the version it holds."""
+    field = holder._concurrencymeta.field
+    entry = core.root_write(field.model, holder.pk, using)
+    if entry is None:
+        before = getattr(holder, field.attname)
+        token = core.writing.set(holder)
+        try:
+            core.touch(holder, using)
+        finally:
+            core.writing.reset(token)
+        core.record_root_write(
+            field.model, holder.pk, using, before, getattr(holder, field.attname), by_child=True
+        )
+        return
+    # Moved already in this transaction: check the holder against it, write nothing.
+    held, checked = core.held_version(holder, field, using)
+    if checked and held != entry.new:
+        core.raise_conflict(holder, held, using)
+
+
+def _bump_expression(model: Any) -> tuple[Any, bool]:
+    """Return the SQL that moves a root's version, and whether it is the old version plus one."""
+    field = model._concurrencymeta.field
+    if isinstance(field, ConditionalVersionField):
+        return F(field.attname) + 1, True
+    expression = field.next_version_expression([])
+    if expression is None:
+        return F(field.attname) + 1, isinstance(field, AutoIncVersionField)
+    return expression, type(field) is AutoIncVersionField
+
+
+def bump_roots(root: type[models.Model], keys: Iterable[Any], using: str, field: Any = None) -> int:
+    """Move the version of the root rows whose ``field`` (default: the primary key) is in ``keys``.
+
+    Unchecked, and skipping rows this transaction already moved. The rows are
+    locked and read first (``SELECT … FOR UPDATE`` where the database has it),
+    so the versions they are moved from are known to the rest of the
+    transaction. Return the number of rows moved.
+    """
+    target = field or root._meta.pk
+    wanted = {key for key in keys if key is not None}
+    if not wanted:
+        return 0
+    options: Any = root._concurrencymeta  # type: ignore[attr-defined]
+    version = options.field
+    model = version.model
+    with transaction.atomic(using=using, savepoint=False):
+        found = (
+            root._base_manager.using(using)
+            .filter(**{f"{target.attname}__in": wanted})
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", version.attname)
+        )
+        fresh = [(pk, old) for pk, old in found if core.root_write(model, pk, using) is None]
+        if not fresh:
+            return 0
+        pks = [pk for pk, _old in fresh]
+        expression, plus_one = _bump_expression(model)
+        rows = model._base_manager.using(using).filter(pk__in=pks)
+        token = core.writing.set(None)
+        try:
+            count = rows.update(**{version.attname: expression})
+        finally:
+            core.writing.reset(token)
+        stored = (
+            {pk: old + 1 for pk, old in fresh} if plus_one else dict(rows.values_list("pk", version.attname))
+        )
+        for pk, old in fresh:
+            core.record_root_write(model, pk, using, old, stored.get(pk), by_child=True)
     return int(count)
 
 
-def _bump_one(child: models.Model, fk: models.ForeignKey, using: str) -> None:
-    root_pk = getattr(child, fk.attname)
-    if root_pk is None:
-        return
-    root_model = fk.related_model
-    key = _key(root_model, root_pk)  # type: ignore[arg-type]
-    if _already_bumped(using, key):
-        return
-    cached = fk.get_cached_value(child, default=None)
-    if cached is not None and cached.pk == root_pk and not cached._state.adding:
-        # The writer started from this version of the root: check it, and hand it the new one.
-        core.touch(cached, using)
-        _remember(using, [key])
-    else:
-        bump_roots(root_model, [root_pk], using)  # type: ignore[arg-type]
-
-
-def _child_saved(
-    sender: type[models.Model], instance: models.Model, raw: bool, using: str, **kwargs: Any
-) -> None:
-    if raw:
-        return
-    fk = _roots.get(sender)
-    if fk is not None:
-        _bump_one(instance, fk, using)
+# -- deletions -----------------------------------------------------------------------------
 
 
 def _child_deleted(
-    sender: type[models.Model], instance: models.Model, using: str, origin: Any = None, **kwargs: Any
+    sender: Any, instance: models.Model, using: str, origin: Any = None, **kwargs: Any
 ) -> None:
-    fk = _roots.get(sender)
+    """A child whose own ``delete()`` was called checks the root instance it holds."""
+    if origin is not instance:
+        return
+    fk = root_field(sender)
     if fk is None:
         return
-    root_model = fk.related_model
-    if isinstance(origin, root_model) and origin.pk == getattr(instance, fk.attname):
-        return  # the root itself is being deleted
-    if isinstance(origin, models.Model) and origin is instance:
-        _bump_one(instance, fk, using)
-    else:
-        # A queryset delete or a cascade: one UPDATE for the roots not yet bumped.
-        bump_roots(root_model, [getattr(instance, fk.attname)], using)  # type: ignore[arg-type]
+    holders: list[models.Model] = []
+    _root_of(instance, fk, set(), holders)
+    if holders:
+        _move(fk, set(), holders, using)
 
 
-def _root_saved(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
-    """A root saved in a transaction: its children's writes need not bump it again."""
-    from .fields import ConditionalVersionField
-
+def _root_deleted(sender: Any, instance: models.Model, using: str, **kwargs: Any) -> None:
+    """A root being deleted: its children deleted with it need not move it."""
     field = instance._concurrencymeta.field  # type: ignore[attr-defined]
-    if isinstance(field, ConditionalVersionField):
-        return  # its version moves only when its own fields change
-    _remember(using, [_key(sender, instance.pk)])
+    version = instance.__dict__.get(field.attname)
+    core.record_root_write(field.model, instance.pk, using, version, version, by_child=False)
 
 
-# -- queryset writes ---------------------------------------------------------------------
+# -- the public queryset ------------------------------------------------------------------
 
 
 class AggregateQuerySet(VersionedQuerySet):
-    """A ``VersionedQuerySet`` whose ``update()`` (and so ``bulk_update()``) bumps the roots it touches.
+    """A ``VersionedQuerySet`` for child models.
 
-    ``delete()`` needs nothing more: each deleted child goes through ``pre_delete``.
+    Every manager's writes move the roots (the hook is below the queryset);
+    this one adds what ``VersionedQuerySet`` gives a child with a version of
+    its own.
     """
-
-    def update(self, **kwargs: Any) -> int:
-        fk = _roots.get(self.model)
-        if fk is None:
-            return super().update(**kwargs)
-        using = self.db
-        with _atomic(using):
-            pks = set(self.order_by().values_list(fk.attname, flat=True).distinct())
-            if fk.attname in kwargs or fk.name in kwargs:
-                # Moving children: the root they move to changes too.
-                target = kwargs.get(fk.attname, kwargs.get(fk.name))
-                pks.add(getattr(target, "pk", target))
-            bump_roots(fk.related_model, pks, using)  # type: ignore[arg-type]
-            return super().update(**kwargs)
-
-    update.alters_data = True  # type: ignore[attr-defined]
-
-
-def _atomic(using: str) -> Any:
-    from django.db import transaction
-
-    return transaction.atomic(using=using, savepoint=False)
 
 
 class AggregateManager(models.Manager.from_queryset(AggregateQuerySet)):  # type: ignore[misc]
-    """The manager of a child model: queryset writes bump their roots."""
+    """The manager of a child model (optional: any manager's writes move the roots)."""

@@ -16,10 +16,12 @@ compare-and-swap spends its time (see bench/save.py).
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from django.db import NotSupportedError, connections, transaction
+from django.db import NotSupportedError, connections, router, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.backends.signals import connection_created
 from django.db.models import BooleanField, Case, Expression, F, Func, Model, Value, When
 from django.db.models.constants import OnConflict
@@ -54,6 +56,9 @@ _no_increment: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
 
 class ConcurrencyOptions:
     """Per-model settings, read from an optional inner ``ConcurrencyMeta``."""
+
+    #: The model is the aggregate root of another (set by ``aggregates.register``).
+    is_root = False
 
     def __init__(self, model: type[Model], field: VersionField) -> None:
         meta = getattr(model, "ConcurrencyMeta", None)
@@ -194,7 +199,10 @@ def _run_update(
         query.where.add(_VersionIs(version_field, alias, version, connection), AND)
     compiler = query.get_compiler(using)
     if read_back is not None:
-        return _update_read_back(compiler, base_qs, pk_val, [*(returning_fields or ()), read_back])
+        fields = [*(returning_fields or ()), read_back]
+        return run_watched(  # type: ignore[no-any-return]
+            compiler, "update", lambda: _update_read_back(compiler, base_qs, pk_val, fields)
+        )
     if returning_fields:
         return compiler.execute_returning_sql(returning_fields)
     return [()] * compiler.execute_sql(ROW_COUNT)
@@ -298,10 +306,18 @@ def held_version(instance: Any, field: VersionField, using: str) -> tuple[Any, b
 
     Refuses what cannot be checked: a version that was not loaded with the
     row (``VersionNotLoadedError``) or that no row can hold (a conflict).
+    An aggregate root whose version this transaction moved for a child write
+    (and only for that) is checked against the version it moved to: the root
+    row itself did not change, and nobody else can have written it since.
     """
     old, checked = _loaded_version(instance, field)
     if checked and not storable(old):
         raise_conflict(instance, old, using)
+    if checked and instance._concurrencymeta.is_root:
+        entry = root_write(field.model, instance.pk, using)
+        if entry is not None and entry.by_child and old == entry.old:
+            _track_write(instance, using, old, entry.new)
+            old = entry.new
     return old, checked
 
 
@@ -523,6 +539,14 @@ def set_written_version(instance: Model, using: str, old: Any, new: Any) -> None
     Every write path that changes the version an instance holds calls this,
     so that a rollback undoes it on the instance too.
     """
+    _track_write(instance, using, old, new)
+    options = instance._concurrencymeta  # type: ignore[attr-defined]
+    if options.is_root and new != old:
+        record_root_write(options.field.model, instance.pk, using, new, new, by_child=False)
+
+
+def _track_write(instance: Model, using: str, old: Any, new: Any) -> None:
+    """Put ``new`` on ``instance``, to be given back ``old`` if the write's transaction rolls back."""
     attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
     data = instance.__dict__
     data[attname] = new
@@ -581,6 +605,234 @@ def settle(instance: Model) -> None:
 def forget_writes(instance: Model) -> None:
     """Drop what was tracked: the version was set from outside (refresh, form, assignment)."""
     instance.__dict__.pop(WRITES, None)
+
+
+# --- Versions of aggregate roots moved in the current transaction -------------
+# A root's version moves once per transaction however many of its children are
+# written (aggregates.py). What this transaction did to a root row is kept per
+# connection, with the same commit marker as a tracked write, so a rolled-back
+# savepoint or transaction forgets it.
+
+ROOTS = "_concurrency_root_writes"
+
+
+class RootWrite(NamedTuple):
+    """This transaction moved a root row from ``old`` to ``new``; ``by_child`` for a child write."""
+
+    commit: _Commit
+    old: Any
+    new: Any
+    by_child: bool
+
+
+def _root_key(model: type[Model], pk: Any) -> tuple[Any, Any]:
+    return model, model._meta.pk.to_python(pk)  # type: ignore[union-attr]
+
+
+def root_write(model: type[Model], pk: Any, using: str) -> RootWrite | None:
+    """Return what the open transaction on ``using`` did to the root row ``pk`` of ``model``, if anything."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        return None
+    registry = connection.__dict__.get(ROOTS)
+    if not registry:
+        return None
+    key = _root_key(model, pk)
+    entries = registry.get(key)
+    while entries:
+        entry = entries[-1]
+        if not entry.commit.committed and entry.commit.pending():
+            return entry
+        entries = entries[:-1]
+    registry.pop(key, None)
+    return None
+
+
+def record_root_write(model: type[Model], pk: Any, using: str, old: Any, new: Any, *, by_child: bool) -> None:
+    """Remember that the open transaction on ``using`` moved the root row ``pk`` from ``old`` to ``new``."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        return
+    registry = connection.__dict__.setdefault(ROOTS, {})
+    if len(registry) > 1000:
+        # Forget the rows of finished transactions.
+        for stale in list(registry):
+            if root_write(stale[0], stale[1], using) is None:
+                registry.pop(stale, None)
+    key = _root_key(model, pk)
+    commit = _commit_marker(connection)
+    entries = tuple(e for e in registry.get(key, ()) if not e.commit.committed and e.commit.pending())
+    if entries and entries[-1].commit is commit:
+        entries = entries[:-1]
+    registry[key] = (*entries, RootWrite(commit, old, new, by_child))
+
+
+# --- Writes of rows that belong to an aggregate ------------------------------
+# Every INSERT, UPDATE and DELETE the ORM sends is compiled by the backend's
+# SQLInsertCompiler, SQLUpdateCompiler or SQLDeleteCompiler: save(), queryset
+# update()/delete(), bulk_create(), bulk_update(), related managers, cascades
+# and SET_NULL alike. The compilers of every connection are subclassed once so
+# that a write to a table with a watcher (aggregates.py) runs through it.
+
+_watchers: dict[type[Model], Any] = {}
+_ROW = "_concurrency_row"
+
+# The instance whose own row the statement being compiled writes (save(),
+# a root bump); None for set-based writes.
+writing: contextvars.ContextVar[Model | None] = contextvars.ContextVar("concurrency_writing", default=None)
+
+
+def watch_writes(model: type[Model], watcher: Any) -> None:
+    """Send every ORM write to the table of ``model`` through ``watcher(compiler, kind, write)``.
+
+    ``kind`` is ``"insert"``, ``"update"`` or ``"delete"``; ``write()`` runs
+    the statement and returns its result. Saves of ``model`` tell the watcher
+    which instance they write (``writing``).
+    """
+    _watchers[model] = watcher
+    for klass in (model, *model.__subclasses__()):
+        _tell_row_writes(klass)
+
+
+def _tell_row_writes(model: Any) -> None:
+    """Wrap ``model._do_update``/``_do_insert`` so that the watcher knows the instance being saved."""
+    for name in ("_do_update", "_do_insert"):
+        method = getattr(model, name)
+        if getattr(method, "_concurrency_row", False):
+            continue
+
+        def row_write(self: Any, *args: Any, _method_: Any = method, **kwargs: Any) -> Any:
+            token = writing.set(self)
+            try:
+                return _method_(self, *args, **kwargs)
+            finally:
+                writing.reset(token)
+
+        row_write._concurrency_row = True  # type: ignore[attr-defined]
+        setattr(model, name, row_write)
+
+
+def is_row_hook(method: Any) -> bool:
+    """Return whether ``method`` is the ``_do_update``/``_do_insert`` wrapper of ``watch_writes``."""
+    return bool(getattr(method, "_concurrency_row", False))
+
+
+_hooked: dict[type, type] = {}
+_KINDS = {"SQLInsertCompiler": "insert", "SQLUpdateCompiler": "update", "SQLDeleteCompiler": "delete"}
+# The compiler whose write is being watched: its own fallbacks are not watched twice.
+_watching: contextvars.ContextVar[Any] = contextvars.ContextVar("concurrency_watching", default=None)
+
+
+def run_watched(compiler: Any, kind: str, run: Any) -> Any:
+    """Run the write ``run()`` of ``compiler`` through the watcher of its table, if it has one."""
+    if _watching.get() is compiler:
+        return run()
+    watcher = _watchers.get(compiler.query.model._meta.concrete_model) if _watchers else None
+    token = _watching.set(compiler)
+    try:
+        result = run() if watcher is None else watcher(compiler, kind, run)
+    finally:
+        _watching.reset(token)
+    cell = _writes.get()
+    if cell is not None and (kind == "insert" or result):
+        # A statement that changed rows: a refusal after it is no longer harmless.
+        cell.note()
+    return result
+
+
+# --- A refused save leaves the caller's transaction usable --------------------
+# Django runs save() and delete() inside mark_for_rollback_on_error() (or an
+# atomic block), so any exception, a refusal too, marks the caller's
+# transaction for rollback and its next query fails. An UPDATE that matched no
+# row changed nothing: when the refused save or delete wrote nothing before the
+# refusal (no parent table of a multi-table model, no aggregate root, nothing
+# from a signal receiver), the mark it caused is taken back. When something was
+# written, it stays, so a partial save never commits.
+
+
+class _Writes:
+    """Whether a save (and the saves around it) has changed rows yet."""
+
+    __slots__ = ("outer", "wrote")
+
+    def __init__(self, outer: _Writes | None) -> None:
+        self.outer = outer
+        self.wrote = False
+
+    def note(self) -> None:
+        cell: _Writes | None = self
+        while cell is not None and not cell.wrote:
+            cell.wrote = True
+            cell = cell.outer
+
+
+_writes: contextvars.ContextVar[_Writes | None] = contextvars.ContextVar("concurrency_writes", default=None)
+
+
+def _harmless(error: BaseException) -> bool:
+    """Return whether ``error`` is a refusal raised before the database failed anything."""
+    if isinstance(error, VersionNotLoadedError):
+        return True
+    return type(error) in (RecordModifiedError, RecordDeletedError)
+
+
+def keep_transaction_usable(model: Any) -> None:
+    """Wrap ``model.save_base`` and ``model.delete`` so a refusal that wrote nothing keeps the transaction."""
+    for name in ("save_base", "delete"):
+        method = getattr(model, name)
+        if getattr(method, "_concurrency_usable", False):
+            continue
+        setattr(model, name, _usable(method, name))
+
+
+def _usable(method: Any, name: str) -> Any:
+    position = 4 if name == "save_base" else 1  # where ``using`` is among positional arguments
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cell = _Writes(_writes.get())
+        token = _writes.set(cell)
+        using = kwargs.get("using") or (args[position - 1] if len(args) >= position else None)
+        using = using or router.db_for_write(type(self), instance=self)
+        connection = connections[using]
+        marked = connection.needs_rollback
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            if (
+                _harmless(error)
+                and not cell.wrote
+                and not marked
+                and connection.in_atomic_block
+                and connection.needs_rollback
+            ):
+                connection.needs_rollback = False
+                connection.rollback_exc = None  # type: ignore[attr-defined]
+            raise
+        finally:
+            _writes.reset(token)
+
+    wrapper._concurrency_usable = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _watched_compiler(klass: Any, kind: str) -> type:
+    hooked = _hooked.get(klass)
+    if hooked is not None:
+        return hooked
+
+    def execute_sql(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return run_watched(self, kind, lambda: klass.execute_sql(self, *args, **kwargs))
+
+    methods: dict[str, Any] = {"execute_sql": execute_sql}
+    if hasattr(klass, "execute_returning_sql"):  # Django 6: save() of rows with db_returning fields
+
+        def execute_returning_sql(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return run_watched(self, kind, lambda: klass.execute_returning_sql(self, *args, **kwargs))
+
+        methods["execute_returning_sql"] = execute_returning_sql
+    hooked = _hooked[klass] = type(klass.__name__, (klass,), methods)
+    return hooked
 
 
 # --- end ------------------------------------------------------------------------
@@ -805,10 +1057,14 @@ def _bulk_batch(
     )
     compiler = query.get_compiler(using)
     if _can_update_returning(connection):
-        sql, params = compiler.as_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
-            returned = {pk.to_python(row[0]) for row in cursor.fetchall()}
+
+        def run() -> list[Any]:
+            sql, params = compiler.as_sql()
+            with connection.cursor() as cursor:
+                cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
+                return cursor.fetchall()  # type: ignore[no-any-return]
+
+        returned = {pk.to_python(row[0]) for row in run_watched(compiler, "update", run)}
         if len(returned) == len(plan):
             return plan, []
         done = [p for p in plan if pk.to_python(p[0].pk) in returned]
@@ -964,6 +1220,26 @@ def _guard_all_upserts(sender: Any = None, connection: Any = None, **kwargs: Any
     _guard_upserts(connection)
 
 
+def _watch_compilers() -> None:
+    """Make every backend hand out watched INSERT/UPDATE/DELETE compilers (see ``watch_writes``).
+
+    On the operations class, not on connections: a query is compiled before
+    its thread's connection is opened.
+    """
+    original = BaseDatabaseOperations.compiler
+    if getattr(original, "_concurrency_watched", False):
+        return
+
+    def compiler(self: Any, compiler_name: str) -> Any:
+        klass = original(self, compiler_name)
+        kind = _KINDS.get(compiler_name)
+        return klass if kind is None else _watched_compiler(klass, kind)
+
+    compiler._concurrency_watched = True  # type: ignore[attr-defined]
+    BaseDatabaseOperations.compiler = compiler  # type: ignore[method-assign]
+
+
+_watch_compilers()
 connection_created.connect(_guard_all_upserts, dispatch_uid="concurrency.guard_upserts")
 for _connection in connections.all(initialized_only=True):
     _guard_upserts(_connection)

@@ -537,6 +537,7 @@ def _manage(model: Any, field: VersionField) -> None:
     model._concurrencymeta = core.ConcurrencyOptions(model, field)
     model._do_update = core.versioned_do_update
     model.get_concurrency_version = _get_concurrency_version
+    core.keep_transaction_usable(model)
     if isinstance(field, TriggerVersionField):
         _accept_refetch(model)
     if model._meta.apps is not global_apps:
@@ -584,7 +585,7 @@ def _foreign_do_update(model: type[models.Model]) -> type | None:
     for klass in model.__mro__[1:]:
         method = klass.__dict__.get("_do_update")
         if method is not None:
-            if klass is models.Model or method is core.versioned_do_update:
+            if klass is models.Model or method is core.versioned_do_update or core.is_row_hook(method):
                 return None
             return klass
     return None

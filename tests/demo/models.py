@@ -379,3 +379,60 @@ class PlainOrderLine(models.Model):
     order = models.ForeignKey(PlainOrder, on_delete=models.CASCADE, related_name="lines")
     product = models.CharField(max_length=60)
     quantity = models.IntegerField(default=1)
+
+
+# -- Aggregates over every write path (tests/test_aggregate_paths.py) --------------
+
+
+class Shipment(models.Model):
+    """A nested root: part of its order, and the root of its parcels."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="shipments")
+    carrier = models.CharField(max_length=60, default="")
+    version = AutoIncVersionField()
+
+    class ConcurrencyMeta:
+        aggregate_root = "order"
+
+
+class Parcel(models.Model):
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="parcels")
+    weight = models.IntegerField(default=1)
+
+    class ConcurrencyMeta:
+        aggregate_root = "shipment"
+
+
+class Ledger(models.Model):
+    """A root referred to by a key other than its primary key."""
+
+    code = models.CharField(max_length=20, unique=True)
+    version = AutoIncVersionField()
+
+
+class LedgerEntry(models.Model):
+    ledger = models.ForeignKey(Ledger, to_field="code", on_delete=models.CASCADE, related_name="entries")
+    amount = models.IntegerField(default=0)
+
+    class ConcurrencyMeta:
+        aggregate_root = "ledger"
+
+
+class Worker(models.Model):
+    name = models.CharField(max_length=60)
+
+
+class Task(models.Model):
+    """A child with a version of its own, an optional root, and other parents."""
+
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    title = models.CharField(max_length=60, default="")
+    worker = models.ForeignKey(Worker, null=True, on_delete=models.SET_NULL, related_name="tasks")
+    backup = models.ForeignKey(
+        Worker, null=True, default=None, on_delete=models.SET_DEFAULT, related_name="backup_tasks"
+    )
+    crew = models.ForeignKey(Worker, null=True, on_delete=models.CASCADE, related_name="crew_tasks")
+    version = AutoIncVersionField()
+
+    class ConcurrencyMeta:
+        aggregate_root = "order"
