@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Set up a virtualenv and run the demo site, the tests or the benchmarks.
 
-    python3 dev.py demo [ADDR]     # demo site on http://127.0.0.1:8000/admin/ (SQLite)
+    python3 dev.py demo [--fresh] [ADDR]
+                                   # demo site on http://127.0.0.1:8000/admin/ (SQLite, demo.sqlite3);
+                                   # --fresh deletes demo.sqlite3 first: the sample data as new
     python3 dev.py test [ARGS]     # the test suite (pytest ARGS)
     python3 dev.py bench [ARGS]    # python bench/save.py ARGS
     python3 dev.py manage [ARGS]   # manage.py of the demo project
@@ -17,6 +19,7 @@ Environment:
     CONCURRENCY_PYTHON  interpreter for the virtualenv (default: this one)
     CONCURRENCY_DJANGO  Django requirement, e.g. "Django~=6.1.0" (default: newest)
     CONCURRENCY_VENV    virtualenv folder (default: .venv)
+    DEMO_PASSWORD       password of the demo's `admin` user (default: a new random one each start)
 Only the standard library is used here, so it runs on a fresh machine.
 """
 
@@ -42,7 +45,11 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 
 def setup(groups: list[str]) -> Path:
-    """Create the virtualenv and install the project with the given groups."""
+    """Create the virtualenv and install the project with the given groups.
+
+    Nothing is installed when an earlier call installed these groups (or more) from the same
+    pyproject.toml and Django requirement: `demo` after `test` reuses what `test` installed.
+    """
     venv = venv_dir()
     python = venv / "bin" / "python"
     if not python.exists():
@@ -52,28 +59,43 @@ def setup(groups: list[str]) -> Path:
     if db in ("mariadb", "mysql", "galera") and "mysql" not in groups:
         groups = [*groups, "mysql"]
     django = os.environ.get("CONCURRENCY_DJANGO", "")
-    wanted = "|".join([*sorted(groups), django, (ROOT / "pyproject.toml").read_text()])
+    digest = hashlib.sha256("|".join([django, (ROOT / "pyproject.toml").read_text()]).encode()).hexdigest()
     stamp = venv / ".installed"
-    digest = hashlib.sha256(wanted.encode()).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        cmd: list[str | Path] = [python, "-m", "pip", "install", "-q", "-e", ".[drf]"]
+    # The stamp: the digest, then the groups installed with it (pip only adds, so they add up).
+    installed_digest, *installed = stamp.read_text().split() if stamp.exists() else [""]
+    if installed_digest != digest:
+        installed = []
+    if not set(groups) <= set(installed):
+        cmd: list[str | Path] = [python, "-m", "pip", "install", "-q", "-e", "."]
         for group in groups:
             cmd += ["--group", group]
         if django:
             cmd.append(django)
         run(*cmd)
-        stamp.write_text(digest)
+        stamp.write_text(" ".join([digest, *sorted({*installed, *groups})]))
     return python
 
 
 def demo(args: list[str]) -> None:
-    python = setup(["test"])
+    fresh = "--fresh" in args
+    args = [a for a in args if a != "--fresh"]
+    python = setup(["demo"])
     env = {**os.environ, "CONCURRENCY_DB": "sqlite", "CONCURRENCY_DEMO": "1"}
+    database = Path(os.environ.get("CONCURRENCY_DEMO_DB") or ROOT / "demo.sqlite3")
+    kept = database.exists() and not fresh
+    if fresh and database.exists():
+        print(f"+ rm {database}", flush=True)
+        database.unlink()
     run(python, "manage.py", "migrate", "--noinput", env=env)
     password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
     run(python, "manage.py", "demo_setup", "--password", password, env=env)
     addr = args[0] if args else "127.0.0.1:8000"
-    print(f"\n  Admin: http://{addr}/admin/  user: admin  password: {password}\n", flush=True)
+    print(f"\n  Admin: http://{addr}/admin/  user: admin  password: {password}", flush=True)
+    if not os.environ.get("DEMO_PASSWORD"):
+        print("  (a new one each start; `DEMO_PASSWORD=... python3 dev.py demo` sets it)")
+    if kept:
+        print(f"  Data kept from the last run ({database.name}); `python3 dev.py demo --fresh` starts over.")
+    print(flush=True)
     # Become the server (no autoreloader child): stopping this process stops the demo.
     argv = [str(python), "manage.py", "runserver", "--noreload", addr, *args[1:]]
     print("+", " ".join(argv), flush=True)

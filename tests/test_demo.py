@@ -44,6 +44,9 @@ def test_demo_admin_names_objects_and_links_them(admin_client: Any) -> None:
 
     index = admin_client.get(reverse("admin:index")).content.decode()
     assert ">Categories<" in index and "Categorys" not in index
+    # The demo admin shows what the README walks through; bench/aggregates.py's PlainOrder is not there.
+    demo_models = re.findall(r'<th scope="row"[^>]*>\s*<a href="/admin/demo/[^"]*"[^>]*>([^<]+)</a>', index)
+    assert demo_models == ["Articles", "Categories", "Items", "Orders"]
     page = admin_client.get(reverse("admin:demo_category_change", args=[category.pk])).content.decode()
     assert "<h2>Hardware</h2>" in page and "object (" not in page
     assert 'value="Screwdriver"' in page
@@ -82,6 +85,63 @@ def test_demo_settings_install_the_middleware() -> None:
     assert out.stdout.strip() == "concurrency.middleware.ConcurrencyMiddleware"
 
 
+# Importing any installed library outside these distributions fails, as if it were missing.
+_ONLY = """
+import importlib.metadata as md, re, sys
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+def requirement_names(dist):
+    requires = [r for r in md.requires(dist) or [] if "extra ==" not in r]
+    return {norm(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requires}
+
+allowed, todo = set(), list(sys.argv[1:])
+while todo:
+    name = norm(todo.pop())
+    if name not in allowed:
+        allowed.add(name)
+        todo += requirement_names(name)
+distributions = md.packages_distributions()
+blocked = {top for top, dists in distributions.items() if not {norm(d) for d in dists} & allowed}
+blocked -= {"tests", "concurrency"}
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the demo group)")
+
+sys.meta_path.insert(0, Missing())
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "check", "--database", "default", "--fail-level", "WARNING"])
+"""
+
+
+def test_demo_runs_with_the_demo_group_alone_and_checks_clean(tmp_path: Path) -> None:
+    import tomllib
+
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    demo_group = [re.match(r"[\w.-]+", requirement).group() for requirement in groups["demo"]]
+    env = {
+        **os.environ,
+        "CONCURRENCY_DB": "sqlite",
+        "CONCURRENCY_DEMO": "1",
+        "CONCURRENCY_DEMO_DB": str(tmp_path / "demo.sqlite3"),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _ONLY, "django-optimistic-concurrency", *demo_group],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    # The system checks import the URLconf (DRF's API, the plain views) and every admin.
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "System check identified no issues" in out.stdout
+    assert "W163" not in out.stdout + out.stderr
+
+
 # -- dev.py --------------------------------------------------------------------
 
 
@@ -92,6 +152,7 @@ def test_dev_help_lists_every_command() -> None:
     for command in ("demo", "test", "bench", "manage", "setup [GROUPS]", "screenshots"):
         assert f"python3 dev.py {command}" in out.stdout
     assert "setup test docs" in out.stdout
+    assert "python3 dev.py demo [--fresh] [ADDR]" in out.stdout and "DEMO_PASSWORD" in out.stdout
 
 
 def _free_port() -> int:
@@ -106,6 +167,87 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _start_demo(port: int, database: Path, *flags: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start `dev.py demo`, wait until it answers; return it and what it printed until then."""
+    env = {**os.environ, "CONCURRENCY_DEMO_DB": str(database), "PYTHONUNBUFFERED": "1"}
+    env["DEMO_PASSWORD"] = "demo-test"
+    demo = subprocess.Popen(
+        [sys.executable, "dev.py", "demo", *flags, f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert demo.stdout is not None
+    for line in demo.stdout:  # runserver prints this once it listens
+        lines.append(line)
+        if line.startswith("Quit the server with"):
+            break
+    assert _answers(port), "".join(lines)
+    return demo, lines
+
+
+def _stop(demo: subprocess.Popen[str]) -> None:
+    demo.terminate()
+    demo.communicate(timeout=60)
+
+
+def _readme_etag() -> str:
+    match = re.search(r'ETag: ("1-[^"]+")', (ROOT / "README.md").read_text())
+    assert match
+    return match.group(1)
+
+
+def test_demo_keeps_its_data_and_fresh_starts_over(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    port, database = _free_port(), tmp_path / "demo.sqlite3"
+    api = f"http://127.0.0.1:{port}/api/articles/2/"
+
+    def put_title(title: str) -> int:
+        request = urllib.request.Request(
+            api,
+            method="PUT",
+            data=json.dumps({"title": title}).encode(),
+            headers={"If-Match": _readme_etag(), "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+
+    def get() -> tuple[str, dict[str, Any]]:
+        with urllib.request.urlopen(api, timeout=30) as response:
+            return response.headers["ETag"], json.loads(response.read())
+
+    demo, printed = _start_demo(port, database)
+    try:
+        assert f"  Admin: http://127.0.0.1:{port}/admin/  user: admin  password: demo-test\n" in printed
+        assert not any("W163" in line or "Data kept" in line for line in printed), "".join(printed)
+        etag, article = get()
+        assert (etag, article["version"]) == (_readme_etag(), 1)
+        assert put_title("Roadmap 2027") == 200
+    finally:
+        _stop(demo)
+
+    demo, printed = _start_demo(port, database)
+    try:
+        etag, article = get()
+        assert (article["title"], article["version"]) == ("Roadmap 2027", 2)
+        assert any("`python3 dev.py demo --fresh` starts over" in line for line in printed)
+    finally:
+        _stop(demo)
+
+    demo, printed = _start_demo(port, database, "--fresh")
+    try:
+        etag, article = get()
+        assert (etag, article["title"], article["version"]) == (_readme_etag(), "Roadmap", 1)
+        assert not any("W163" in line for line in printed), "".join(printed)
+    finally:
+        _stop(demo)
 
 
 def test_stopping_dev_demo_by_its_pid_stops_the_server(tmp_path: Path) -> None:

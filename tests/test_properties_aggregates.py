@@ -57,7 +57,7 @@ class _RollBack(Exception):
     pass
 
 
-@transaction.atomic
+@concurrency_atomic
 def _in_transaction(work: Any) -> Any:
     """The one decorated function both threads call."""
     return work()

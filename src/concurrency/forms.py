@@ -7,7 +7,7 @@ bad value is an ordinary validation error.
 
 ``ConcurrentForm.clean()`` compares the submitted version with the database to
 tell the user early that someone else changed the record. It is feedback, not
-the guard: the save is still the conditional UPDATE of :mod:`concurrency.core`,
+the guard: the save is still the conditional UPDATE of ``concurrency.core``,
 made with the version the user submitted, so a change that lands between
 ``clean()`` and ``save()`` still raises ``RecordModifiedError``.
 """

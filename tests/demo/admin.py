@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from concurrency.admin import ConcurrentModelAdmin
 from concurrency.resolution import ConflictResolutionMixin
 
-from .models import Article, Category, Item, Order, OrderLine, PlainOrder, PlainOrderLine
+from .models import Article, Category, Item, Order, OrderLine
 
 
 @admin.action(description="Mark selected articles as published")
@@ -72,16 +72,3 @@ class OrderAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
 
     list_display = ["customer", "version"]
     inlines = [OrderLineInline]
-
-
-class PlainOrderLineInline(admin.TabularInline):
-    model = PlainOrderLine
-    extra = 1
-
-
-@admin.register(PlainOrder)
-class PlainOrderAdmin(ConcurrentModelAdmin):
-    """The same admin without an aggregate (bench/aggregates.py)."""
-
-    list_display = ["customer", "version"]
-    inlines = [PlainOrderLineInline]
