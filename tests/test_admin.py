@@ -180,6 +180,7 @@ def test_inline_refusal_marks_and_names_the_row_someone_else_changed(admin_clien
     data_b = form_data(admin_client.get(url).content, "category_form")
     data_a = form_data(admin_client.get(url).content, "category_form")
     data_b["items-1-name"] = "Hardware item 2 (B inline)"
+    data_b["name"] = "Hardware (B)"
     data_a["items-2-name"] = "Hardware item 3 (A)"
     assert admin_client.post(url, data_a).status_code == 302
 
@@ -195,12 +196,10 @@ def test_inline_refusal_marks_and_names_the_row_someone_else_changed(admin_clien
     # The row is marked where it is shown: the error row right above item 3's inputs.
     marked = html.index('class="row-form-errors"')
     assert html.index('name="items-1-name"') < marked < html.index('name="items-2-name"')
-    # Item 3's label is the stored name too; what B sent stays in the inputs.
-    label = re.search(
-        r'<tr class="form-row has_original"\s+id="items-2">\s*<td class="original">\s*<p>\s*([^<]*?)\s*<',
-        html,
-    )
-    assert label is not None and label[1] == "Hardware item 3 (A)"
+    # The row labels and the heading name what is stored; what B sent stays in the inputs.
+    labels = re.findall(r'<td class="original">\s*<p>\s*([^<]*?)\s*<', html)
+    assert labels == ["Hardware item 1", "Hardware item 2", "Hardware item 3 (A)"]
+    assert "<h2>Hardware</h2>" in html and 'value="Hardware (B)"' in html
     assert 'value="Hardware item 2 (B inline)"' in html and 'value="Hardware item 3"' in html
     assert [i.name for i in Item.objects.order_by("pk")] == [
         "Hardware item 1",
@@ -281,7 +280,14 @@ def test_stale_selection_aborts_and_names_the_rows(admin_client: Any, articles: 
     response = admin_client.post(changelist_url(Article), action_data(None, selected))
     assert response.status_code == 302
     [message] = texts(response)
-    assert "“Changed elsewhere”" in message and "not run" in message
+    assert message == (
+        "“Changed elsewhere” was changed by someone else after this page was loaded. The action was not "
+        "run; no items have been changed. The list now shows the current values: select the items again "
+        "to run it."
+    )
+    # The refusal reloads the list, so the message does not ask for a reload.
+    assert response["Location"] == changelist_url(Article)
+    assert "Reload" not in message
     assert not Article.objects.filter(status="published").exists()
 
 
@@ -398,6 +404,22 @@ def changelist_data(admin_client: Any, **rows: dict[str, str]) -> dict[str, Any]
     return data
 
 
+def test_a_conflict_lists_only_the_fields_the_user_changed_even_when_both_changed_the_row(
+    admin_client: Any, articles: list[Article]
+) -> None:
+    data = changelist_data(admin_client, **{"form-0": {"title": "Mine", "status": "review"}})
+    bump(articles[0], status="published")
+    response = admin_client.post(changelist_url(Article), data)
+    [warning] = texts(response)
+    assert "(Title: Mine; Status: In review)" in warning
+    # A page without the shown values (an old tab) lists what differs from the row now, as before.
+    del data["form-0-_concurrency_shown"]
+    bump(articles[0], title="Theirs")
+    data["form-0-_concurrency_version"] = sign_version(Article, articles[0].pk, 2)
+    warning = texts(admin_client.post(changelist_url(Article), data))[-1]
+    assert "(Title: Mine; Status: In review)" in warning
+
+
 def test_rows_carry_signed_versions(admin_client: Any, articles: list[Article]) -> None:
     data = changelist_data(admin_client)
     for index, article in enumerate(articles):
@@ -431,7 +453,11 @@ def test_silent_policy_saves_the_others_and_names_the_conflicts(
     assert response.status_code == 302
     success, warning = texts(response)
     assert success == "1 article was changed successfully."
-    assert "“Theirs”" in warning and "Status: Published" in warning
+    # Only what the user changed is listed: the title was the other person's change, not theirs.
+    assert warning == (
+        "Article “Theirs” was changed by someone else after this page was loaded, so the values you sent "
+        "for it were not saved (Status: Published). It is shown with its current values."
+    )
     articles[0].refresh_from_db()
     articles[1].refresh_from_db()
     assert (articles[0].title, articles[0].status, articles[0].version) == ("Theirs", "draft", 2)

@@ -572,6 +572,11 @@ class _LoadedRowForm(ConcurrentForm):
     a read of its own that would look past ``get_queryset()``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Validation writes the submitted values into the instance: keep the row as loaded.
+        self._concurrency_loaded = copy.copy(self.instance)
+
     def _current_version(self) -> list[Any]:
         return [getattr(self.instance, self.instance._concurrencymeta.field.attname)]  # type: ignore[attr-defined]
 
@@ -618,9 +623,6 @@ class _InlineFormSet(forms.BaseModelFormSet):
                 )
                 % {"name": loaded._meta.verbose_name, "obj": _describe(loaded)},
             )
-            # Nothing is saved now: the row's label shows it as stored, its inputs what was sent.
-            for model_field in loaded._meta.concrete_fields:
-                setattr(form.instance, model_field.attname, getattr(loaded, model_field.attname))
 
 
 class _RefusedForm(forms.BaseForm):
@@ -633,6 +635,31 @@ class _RefusedForm(forms.BaseForm):
         if not self.errors:
             self.add_error(None, _refused_message(self.concurrency_refused, getattr(self, "instance", None)))
         return cleaned_data
+
+
+def _restore(instance: models.Model, loaded: models.Model) -> None:
+    for field in loaded._meta.concrete_fields:
+        setattr(instance, field.attname, getattr(loaded, field.attname))
+
+
+def _name_as_stored(context: dict[str, Any], obj: Any) -> None:
+    """Name the object and its inline rows as loaded, not by the input shown again with an error.
+
+    Validation wrote the user's input into the instances that Django's
+    heading, breadcrumbs and inline row labels print. Nothing is saved once
+    the form is shown again, so they get the loaded values back; the inputs
+    keep what was sent.
+    """
+    form = getattr(context.get("adminform"), "form", None)
+    loaded = getattr(form, "_concurrency_loaded", None)
+    if obj is not None and loaded is not None and loaded.pk == obj.pk:
+        _restore(obj, loaded)
+        context["subtitle"] = str(obj)
+    for inline_admin_formset in context.get("inline_admin_formsets") or ():
+        for inline_form in inline_admin_formset.formset.initial_forms:
+            loaded = getattr(inline_form, "_concurrency_loaded", None)
+            if loaded is not None:
+                _restore(inline_form.instance, loaded)
 
 
 def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
@@ -697,6 +724,19 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         if refused is not None:
             form = type(form.__name__, (_RefusedForm, form), {"concurrency_refused": refused})
         return form
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if change and request.method == "POST":
+            _name_as_stored(context, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Iterator[Any]:
         """Give inlines of versioned models the signed version field (shown as its number).
