@@ -156,7 +156,7 @@ def shoot(browser: Any, base_url: str, output: Path, only: set[str] | None = Non
     # 5. An inline refusal: Alice changed item 3, Bob item 2; Bob's form marks item 3, as Alice saved it.
     url = alice.open("/admin/demo/category/", "Software")
     bob.page.goto(url)
-    bob.page.fill("#id_items-1-name", "Software item 2 (licence renewed)")
+    bob.page.fill("#id_items-1-name", "Software item 2 (renewed)")
     alice.page.fill("#id_items-2-name", "Software item 3 (retired)")
     alice.submit("input[name=_save]")
     bob.submit("input[name=_save]")
