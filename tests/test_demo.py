@@ -30,6 +30,7 @@ PICTURES = [
     "resolution-dark.png",
     "list-editable-warning.png",
     "conflict-409.png",
+    "inline-refusal.png",
 ]
 
 
