@@ -112,6 +112,9 @@ def test_a_record_deleted_in_the_admin_is_named_as_it_was_stored(admin_client: C
         "not saved. Your input is kept below: “Save as new” adds it as a new article."
     ]
     assert 'value="Roadmap (plain B)"' in response.content.decode()
+    # A form without a version signed for this object did not come from a page that showed it.
+    data["version"] = "1:forged"
+    assert messages_of(admin_client.post(url, data))[-1].startswith(GONE)
 
 
 def test_invalid_input_for_a_deleted_record_is_still_shown_as_an_error(admin_client: Client) -> None:

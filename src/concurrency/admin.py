@@ -678,19 +678,19 @@ def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
         and target.pk == edited.pk
     ):
         return str(ConcurrentForm.default_error_messages["deleted" if deleted else "changed"])
-    values = {"name": str(type(target)._meta.verbose_name)}
+    values = {"names": str(type(target)._meta.verbose_name_plural)}
     if deleted:
         return (
             _(
-                "Someone else deleted a %(name)s of this page after you opened it, so your changes were not "
-                "saved. Reload the page to see the current values, then make your changes again."
+                "Someone else deleted one of the %(names)s on this page after you opened it, so your changes "
+                "were not saved. Reload the page to see the current values, then make your changes again."
             )
             % values
         )
     return (
         _(
-            "Someone else changed a %(name)s of this page after you opened it, so your changes were not "
-            "saved. Reload the page to see the current values, then make your changes again."
+            "Someone else changed one of the %(names)s on this page after you opened it, so your changes "
+            "were not saved. Reload the page to see the current values, then make your changes again."
         )
         % values
     )
@@ -805,11 +805,13 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     def _deleted_name(self, request: HttpRequest, object_id: str) -> str | None:
         """Return the name the admin log gave the object when it was deleted.
 
-        ``None`` when it was deleted outside the admin, or when it still
-        exists and ``get_queryset()`` hides it from this user: such a row
-        gets the answer of a row that never existed.
+        ``None`` when it was deleted outside the admin, when it still exists
+        and ``get_queryset()`` hides it from this user (such a row gets the
+        answer of a row that never existed), or when the form does not carry a
+        version signed for it (it was not a page that showed this object).
         """
-        if request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR)):
+        field = _version_field(self.model)
+        if field is None or request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR)):
             return None
         from django.contrib.admin.models import DELETION, LogEntry
         from django.contrib.contenttypes.models import ContentType
@@ -819,7 +821,8 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         try:
             pk = pk_field.to_python(unquote(object_id))
             pk_field.run_validators(pk)
-        except ValidationError:
+            unsign_version(model._meta.concrete_model, pk, request.POST.get(field.name))
+        except (ValidationError, ValueError):
             return None
         using = router.db_for_write(model)
         if model._base_manager.using(using).filter(pk=pk).exists():
