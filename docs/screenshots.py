@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Retake the screenshots of the documentation from the demo site, in Chromium.
 
-    python3 dev.py screenshots [--output DIR]
+    python3 dev.py screenshots [--output DIR] [--only NAME ...]
 
 Runs the demo (``manage.py runserver`` with CONCURRENCY_DEMO=1) on a fresh
 SQLite file and a free port, plays two people editing the same records in two
@@ -37,6 +37,7 @@ FILES = [
     "resolution-dark.png",
     "list-editable-warning.png",
     "conflict-409.png",
+    "inline-refusal.png",
 ]
 
 
@@ -86,11 +87,13 @@ class Person:
         return str(self.page.url)
 
 
-def shoot(browser: Any, base_url: str, output: Path) -> list[Path]:
+def shoot(browser: Any, base_url: str, output: Path, only: set[str] | None = None) -> list[Path]:
     alice, bob = Person(browser, base_url), Person(browser, base_url)
     written: list[Path] = []
 
     def save(person: Person, name: str, full_page: bool = True) -> None:
+        if only is not None and name not in only:
+            return
         path = output / name
         person.page.screenshot(path=str(path), full_page=full_page)
         written.append(path)
@@ -150,6 +153,16 @@ def shoot(browser: Any, base_url: str, output: Path) -> list[Path]:
     bob.page.wait_for_selector(".concurrency-message")
     save(bob, FILES[4])
 
+    # 5. An inline refusal: Alice changed item 3, Bob item 2; Bob's form marks item 3, as Alice saved it.
+    url = alice.open("/admin/demo/category/", "Software")
+    bob.page.goto(url)
+    bob.page.fill("#id_items-1-name", "Software item 2 (renewed)")
+    alice.page.fill("#id_items-2-name", "Software item 3 (retired)")
+    alice.submit("input[name=_save]")
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector("tr.row-form-errors")
+    save(bob, FILES[5])
+
     alice.context.close()
     bob.context.close()
     return written
@@ -161,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--output", type=Path, default=OUTPUT, help=f"folder for the PNG files (default: {OUTPUT})"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=FILES, help="retake only these files (the others are left as they are)"
     )
     options = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
@@ -193,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 try:
-                    written = shoot(browser, f"http://{address}", options.output)
+                    written = shoot(
+                        browser,
+                        f"http://{address}",
+                        options.output,
+                        set(options.only) if options.only else None,
+                    )
                 finally:
                     browser.close()
         finally:

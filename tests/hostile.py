@@ -5,6 +5,11 @@ nothing at all, empty or blank strings, words, fractions, numbers out of
 range, negative numbers, non-ASCII digits and control characters, signatures
 that were tampered with, and genuine signatures issued for another row or
 another model.
+
+``SINCE``: what can be sent as the ``since`` date and time of the live
+"changed since you opened it" endpoint: dates that do not exist, offsets
+beyond a day, instants outside the years 1 to 9999 in UTC, and text that is
+not a date at all.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from tests.demo.models import Article, SimpleConcurrentModel
 __all__ = [
     "MISSING",
     "RAW",
+    "SINCE",
     "TRIED",
     "core_values",
     "count",
     "raw_values",
     "report",
     "signed_values",
+    "since_values",
     "snapshot",
 ]
 
@@ -52,6 +59,30 @@ RAW: dict[str, list[Any]] = {
     "zero": ["0", 0],
 }
 
+# Values a client may send as ``?since=`` instead of an ISO 8601 date and time with an offset.
+SINCE: dict[str, list[str]] = {
+    "impossible date": [
+        "2026-13-01T00:00:00+00:00",
+        "2026-02-30T00:00:00+00:00",
+        "2026-04-31T12:00:00+00:00",
+        "2026-00-10T12:00:00+00:00",
+        "2026-01-01T25:00:00+00:00",
+        "2026-01-01T12:60:00+00:00",
+    ],
+    "bad offset": ["2026-01-01T00:00:00+25:00", "2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00-99:99"],
+    # Valid instants that Python cannot hold in UTC (SQLite and MariaDB are sent UTC).
+    "overflow": ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"],
+    "not a date": [
+        "yesterday",
+        "2026",
+        "2026-01-01T00:00:00+00:00junk",
+        "١٢٣٤-٠١-٠١T00:00:00+00:00",
+        "2026-01-01T00:00:00\x00+00:00",
+        "9" * 100,
+        "2026-01-01T00:00:00.000000000000000000000000000000000000000000000000+00:00",
+    ],
+}
+
 TRIED: dict[str, int] = {}
 
 
@@ -65,6 +96,13 @@ def raw_values(*, missing: bool = True) -> Iterator[tuple[str, Any]]:
         for value in values:
             if missing or value is not MISSING:
                 yield kind, value
+
+
+def since_values() -> Iterator[tuple[str, str]]:
+    """Yield (kind, value) for every malformed ``since``."""
+    for kind, values in SINCE.items():
+        for value in values:
+            yield kind, value
 
 
 def signed_values(row: Any, other: Any, foreign: Any) -> Iterator[tuple[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -42,6 +43,16 @@ def texts(response: Any) -> list[str]:
 def bump(obj: Any, **values: Any) -> None:
     """Change a row behind the admin's back, as another user's save would."""
     type(obj).objects.filter(pk=obj.pk).update(version=F("version") + 1, **values)
+
+
+def row_errors(response: Any, inline: int = 0) -> dict[int, list[str]]:
+    """Return the errors shown on each row of an inline, by row index (rows without errors left out)."""
+    formset = response.context["inline_admin_formsets"][inline].formset
+    return {
+        index: [str(error) for error in form.non_field_errors()]
+        for index, form in enumerate(formset.forms)
+        if form.non_field_errors()
+    }
 
 
 @pytest.fixture
@@ -144,11 +155,14 @@ def test_inline_conflict_refuses_the_whole_save(admin_client: Any) -> None:
     response = admin_client.post(change_url(category), data)
     assert response.status_code == 200
     html = response.content.decode()
-    # The same words as the parent form's own check: the change may be long past.
-    assert (
-        "Someone else changed item “mine” after you opened it, so your changes were not saved. "
-        "Reload the page to see the current values, then make your changes again."
-    ) in html
+    # The row is named as stored, not by what the user typed into it, and marked.
+    assert row_errors(response) == {
+        0: [
+            "Someone else changed item “theirs” after you opened this page, so your changes were not "
+            "saved. Reload the page to see its current values."
+        ]
+    }
+    assert "“mine”" not in html
     assert "while you were saving" not in html
     assert 'value="mine"' in html
     assert 'value="Tools renamed"' in html
@@ -156,6 +170,67 @@ def test_inline_conflict_refuses_the_whole_save(admin_client: Any) -> None:
     category.refresh_from_db()
     items[0].refresh_from_db()
     assert (category.name, category.version, items[0].name) == ("Tools", 1, "theirs")
+
+
+def test_inline_refusal_marks_and_names_the_row_someone_else_changed(admin_client: Any) -> None:
+    """B changed item 2, A changed item 3 (and saved the category): B's refusal names item 3 as stored."""
+    category = Category.objects.create(name="Hardware")
+    items = [Item.objects.create(category=category, name=f"Hardware item {n}") for n in (1, 2, 3)]
+    url = change_url(category)
+    data_b = form_data(admin_client.get(url).content, "category_form")
+    data_a = form_data(admin_client.get(url).content, "category_form")
+    data_b["items-1-name"] = "Hardware item 2 (B inline)"
+    data_b["name"] = "Hardware (B)"
+    data_a["items-2-name"] = "Hardware item 3 (A)"
+    assert admin_client.post(url, data_a).status_code == 302
+
+    response = admin_client.post(url, data_b)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert row_errors(response) == {
+        2: [
+            "Someone else changed item “Hardware item 3 (A)” after you opened this page, so your changes "
+            "were not saved. Reload the page to see its current values."
+        ]
+    }
+    # The row is marked where it is shown: the error row right above item 3's inputs.
+    marked = html.index('class="row-form-errors"')
+    assert html.index('name="items-1-name"') < marked < html.index('name="items-2-name"')
+    # The row labels and the heading name what is stored; what B sent stays in the inputs.
+    labels = re.findall(r'<td class="original">\s*<p>\s*([^<]*?)\s*<', html)
+    assert labels == ["Hardware item 1", "Hardware item 2", "Hardware item 3 (A)"]
+    assert "<h2>Hardware</h2>" in html and 'value="Hardware (B)"' in html
+    assert 'value="Hardware item 2 (B inline)"' in html and 'value="Hardware item 3"' in html
+    assert [i.name for i in Item.objects.order_by("pk")] == [
+        "Hardware item 1",
+        "Hardware item 2",
+        "Hardware item 3 (A)",
+    ]
+    assert items[1].version == Item.objects.get(pk=items[1].pk).version
+
+
+def test_inline_row_changed_by_someone_else_and_untouched_by_the_user_is_not_refused(
+    admin_client: Any,
+) -> None:
+    """A row the user left alone and only the version moved on is not saved, so not a conflict."""
+    category = Category.objects.create(name="Tools")
+    items = [Item.objects.create(category=category, name=f"item {n}") for n in range(2)]
+    data = form_data(admin_client.get(change_url(category)).content, "category_form")
+    data["items-0-name"] = "mine"
+    bump(items[1])
+    assert admin_client.post(change_url(category), data).status_code == 302
+    assert [(i.name, i.version) for i in Item.objects.order_by("pk")] == [("mine", 2), ("item 1", 2)]
+
+
+def test_the_blank_extra_inline_row_shows_no_version(admin_client: Any) -> None:
+    category = Category.objects.create(name="Tools")
+    Item.objects.create(category=category, name="hammer")
+    html = admin_client.get(change_url(category)).content.decode()
+    versions = re.findall(r'<div class="concurrency-version">([^<]*)</div>', html)
+    # The category, its row, the blank extra row, and the template row "Add another" copies.
+    assert versions == ["1", "1", "", ""]
+    add = admin_client.get(reverse("admin:demo_category_add")).content.decode()
+    assert re.findall(r'<div class="concurrency-version">([^<]*)</div>', add) == ["", "", ""]
 
 
 def test_inline_rows_save_with_their_versions(admin_client: Any) -> None:
@@ -205,7 +280,14 @@ def test_stale_selection_aborts_and_names_the_rows(admin_client: Any, articles: 
     response = admin_client.post(changelist_url(Article), action_data(None, selected))
     assert response.status_code == 302
     [message] = texts(response)
-    assert "“Changed elsewhere”" in message and "not run" in message
+    assert message == (
+        "“Changed elsewhere” was changed by someone else after this page was loaded. The action was not "
+        "run; no items have been changed. The list now shows the current values: select the items again "
+        "to run it."
+    )
+    # The refusal reloads the list, so the message does not ask for a reload.
+    assert response["Location"] == changelist_url(Article)
+    assert "Reload" not in message
     assert not Article.objects.filter(status="published").exists()
 
 
@@ -322,6 +404,22 @@ def changelist_data(admin_client: Any, **rows: dict[str, str]) -> dict[str, Any]
     return data
 
 
+def test_a_conflict_lists_only_the_fields_the_user_changed_even_when_both_changed_the_row(
+    admin_client: Any, articles: list[Article]
+) -> None:
+    data = changelist_data(admin_client, **{"form-0": {"title": "Mine", "status": "review"}})
+    bump(articles[0], status="published")
+    response = admin_client.post(changelist_url(Article), data)
+    [warning] = texts(response)
+    assert "(Title: Mine; Status: In review)" in warning
+    # A page without the shown values (an old tab) lists what differs from the row now, as before.
+    del data["form-0-_concurrency_shown"]
+    bump(articles[0], title="Theirs")
+    data["form-0-_concurrency_version"] = sign_version(Article, articles[0].pk, 2)
+    warning = texts(admin_client.post(changelist_url(Article), data))[-1]
+    assert "(Title: Mine; Status: In review)" in warning
+
+
 def test_rows_carry_signed_versions(admin_client: Any, articles: list[Article]) -> None:
     data = changelist_data(admin_client)
     for index, article in enumerate(articles):
@@ -355,7 +453,11 @@ def test_silent_policy_saves_the_others_and_names_the_conflicts(
     assert response.status_code == 302
     success, warning = texts(response)
     assert success == "1 article was changed successfully."
-    assert "“Theirs”" in warning and "Status: Published" in warning
+    # Only what the user changed is listed: the title was the other person's change, not theirs.
+    assert warning == (
+        "Article “Theirs” was changed by someone else after this page was loaded, so the values you sent "
+        "for it were not saved (Status: Published). It is shown with its current values."
+    )
     articles[0].refresh_from_db()
     articles[1].refresh_from_db()
     assert (articles[0].title, articles[0].status, articles[0].version) == ("Theirs", "draft", 2)
@@ -368,12 +470,11 @@ def test_rows_changed_by_others_are_never_overwritten_with_stale_values(
     admin_client: Any, articles: list[Article]
 ) -> None:
     # Plain Django sees the stale title posted for row 0 as an edit and writes it back.
+    # The user changed nothing in row 0: it is left as the other person saved it, without a warning.
     data = changelist_data(admin_client, **{"form-1": {"title": "Mine"}})
     bump(articles[0], title="Theirs")
     response = admin_client.post(changelist_url(Article), data)
-    success, warning = texts(response)
-    assert success == "1 article was changed successfully."
-    assert "“Theirs”" in warning
+    assert texts(response) == ["1 article was changed successfully."]
     assert Article.objects.get(pk=articles[0].pk).title == "Theirs"
     assert Article.objects.get(pk=articles[1].pk).title == "Mine"
 

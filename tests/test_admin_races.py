@@ -93,3 +93,52 @@ def test_list_editable_save_refused_by_the_database_is_redone_under_the_policy(a
     first, second, _third = Article.objects.order_by("pk")
     assert (first.title, first.status, first.version) == ("Theirs", "draft", 2)
     assert (second.title, second.version) == ("Mine", 2)
+
+
+def test_inline_row_changed_after_validation_is_marked_and_named_as_stored(admin_client: Any) -> None:
+    """The UPDATE of an inline row matches nothing: the row is marked, named as the other saved it."""
+    from tests.demo.models import Category, Item
+
+    category = Category.objects.create(name="Tools")
+    item = Item.objects.create(category=category, name="hammer")
+    url = reverse("admin:demo_category_change", args=[category.pk])
+    data = form_data(admin_client.get(url).content, "category_form")
+    data["items-0-name"] = "Bob's hammer"
+    fired = []
+
+    def other_person_first(sender: Any, instance: Item, **kwargs: Any) -> None:
+        if fired or instance.pk != item.pk:
+            return
+        fired.append(True)
+
+        def write() -> None:
+            try:
+                Item.objects.filter(pk=item.pk).update(name="Alice's hammer", version=F("version") + 1)
+            finally:
+                connection.close()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(30)
+
+    pre_save.connect(other_person_first, sender=Item, weak=False)
+    try:
+        response = admin_client.post(url, data)
+    finally:
+        pre_save.disconnect(other_person_first, sender=Item)
+    assert fired
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert (
+        "Someone else changed one of the items on this page after you opened it, so your changes were not "
+        "saved."
+    ) in html
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert [str(e) for e in formset.forms[0].non_field_errors()] == [
+        "Someone else changed item “Alice's hammer” after you opened this page, so your changes were not "
+        "saved. Reload the page to see its current values."
+    ]
+    assert "“Bob" not in html and 'value="Bob&#x27;s hammer"' in html
+    item.refresh_from_db()
+    category.refresh_from_db()
+    assert (item.name, item.version, category.version) == ("Alice's hammer", 2, 1)

@@ -296,3 +296,42 @@ def test_inline_conflict_keeps_the_input(people: tuple[Person, Person]) -> None:
     assert bob.page.input_value("#id_items-0-name") == "Bob's hammer"
     category.refresh_from_db()
     assert (category.name, category.items.get().name) == ("Tools", "Alice's hammer")
+
+
+def test_inline_refusal_marks_and_names_the_row_someone_else_changed(people: tuple[Person, Person]) -> None:
+    """Bob changes item 2, Alice item 3 of the same category: Bob's refusal marks item 3, as stored."""
+    from tests.demo.models import Category, Item
+
+    category = Category.objects.create(name="Hardware")
+    for n in (1, 2, 3):
+        Item.objects.create(category=category, name=f"Hardware item {n}")
+    alice, bob = people
+    url = f"/admin/demo/category/{category.pk}/change/"
+    alice.page.goto(url)
+    bob.page.goto(url)
+    # The blank extra row shows no version.
+    assert bob.page.locator("#items-3 .concurrency-version").inner_text() == ""
+    bob.page.fill("#id_items-1-name", "Hardware item 2 (B inline)")
+    alice.page.fill("#id_items-2-name", "Hardware item 3 (A)")
+    alice.submit("input[name=_save]")
+    bob.submit("input[name=_save]")
+    page = bob.page
+    page.wait_for_selector("tr.row-form-errors")
+    # One row is marked: the one right above item 3's inputs, naming it as Alice saved it.
+    marks = page.locator("tr.row-form-errors")
+    assert marks.count() == 1
+    assert marks.inner_text().strip() == (
+        "Someone else changed item “Hardware item 3 (A)” after you opened this page, so your changes were "
+        "not saved. Reload the page to see its current values."
+    )
+    assert page.evaluate("document.querySelector('tr.row-form-errors').nextElementSibling.id") == "items-2"
+    labels = [label.strip() for label in page.locator("td.original p").all_inner_texts()]
+    assert labels == ["Hardware item 1", "Hardware item 2", "Hardware item 3 (A)"]
+    # Bob's own typing is kept, and names nothing.
+    assert page.input_value("#id_items-1-name") == "Hardware item 2 (B inline)"
+    assert "B inline" not in page.inner_text(".errorlist.nonfield") + marks.inner_text()
+    assert [i.name for i in Item.objects.order_by("pk")] == [
+        "Hardware item 1",
+        "Hardware item 2",
+        "Hardware item 3 (A)",
+    ]

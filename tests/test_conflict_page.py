@@ -98,3 +98,55 @@ def test_a_project_handler_widens_the_comparison(client: Any, article: Article) 
         "Title": ("theirs", "mine"),
         "Body": (THEIR_BODY, "original body"),
     }
+
+
+# -- the record is named as stored, never by what the user sent (issue #22, item 3) -------------
+
+
+def message(html: str) -> str:
+    found = re.search(r'<p class="concurrency-message">([^<]*)</p>', html)
+    assert found is not None
+    return found[1]
+
+
+@override_settings(MIDDLEWARE=WITH_MIDDLEWARE)
+def test_the_record_is_named_as_stored_not_by_the_users_text(client: Any, article: Article) -> None:
+    response = client.post(f"/edit/{article.pk}/", {"title": "Roadmap (plain B)", "body": "mine"})
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert message(html) == (
+        "Someone else changed “theirs” while you were editing it, so your changes were not saved."
+    )
+    # What the user sent is in the comparison, as theirs, and nowhere else.
+    assert rows(html)["Title"] == ("theirs", "Roadmap (plain B)")
+    assert html.count("Roadmap (plain B)") == 1
+
+
+@override_settings(MIDDLEWARE=WITH_MIDDLEWARE)
+def test_a_write_that_sent_no_named_field_keeps_the_views_name(client: Any, article: Article) -> None:
+    """The body is not in the name: the row is named from the view's own copy, not from the stored row."""
+    response = client.post(f"/edit/{article.pk}/", {"body": "mine"})
+    assert response.status_code == 409
+    assert message(response.content.decode()).startswith("Someone else changed “original”")
+
+
+def delete_then_save(request: HttpRequest, pk: int) -> HttpResponse:
+    article = Article.objects.get(pk=pk)
+    Article.objects.filter(pk=pk).delete()
+    for name in ("title", "body"):
+        if name in request.POST:
+            setattr(article, name, request.POST[name])
+    article.save()
+    return HttpResponse("saved")
+
+
+urlpatterns.append(path("delete-then-save/<int:pk>/", delete_then_save))
+
+
+@override_settings(MIDDLEWARE=WITH_MIDDLEWARE)
+def test_a_deleted_record_is_not_named_by_the_users_text(client: Any, article: Article) -> None:
+    response = client.post(f"/delete-then-save/{article.pk}/", {"title": "Roadmap (plain B)"})
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert message(html) == "Someone else deleted this record while you were editing it."
+    assert "Roadmap (plain B)" not in html

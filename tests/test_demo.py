@@ -30,6 +30,7 @@ PICTURES = [
     "resolution-dark.png",
     "list-editable-warning.png",
     "conflict-409.png",
+    "inline-refusal.png",
 ]
 
 
@@ -71,7 +72,8 @@ def test_demo_edit_page_answers_a_stale_save_with_the_409_page(client: Any) -> N
     assert client.post(url, form_data(client.get(url).content, None, title="Theirs")).status_code == 302
     response = client.post(url, data)
     assert response.status_code == 409
-    assert "Someone else changed “Incident report” while you were editing it" in response.content.decode()
+    # Named as stored now (Alice's title), never by what this user sent.
+    assert "Someone else changed “Theirs” while you were editing it" in response.content.decode()
     article.refresh_from_db()
     assert (article.title, article.body, article.version) == ("Theirs", "Tuesday", 2)
 

@@ -294,3 +294,70 @@ def test_template_tag_needs_the_request_and_the_urls(article: Article) -> None:
     ):
         template.render(Context({"form": form, "request": request}))
     assert template.render(Context({"form": ArticleForm(), "request": request})) == ""
+
+
+# -- rows the admin hides (issue #22, item 1) ------------------------------------------
+
+
+def _answer(response: Any) -> tuple[int, dict[str, str], bytes]:
+    """What a client sees: status, headers (but the clock's ``Expires``) and body."""
+    headers = {name: value for name, value in response.headers.items() if name != "Expires"}
+    return response.status_code, headers, response.content
+
+
+@pytest.mark.urls("tests.scoped_admin")
+def test_a_hidden_row_answers_as_a_pk_that_never_existed(client: Any, django_user_model: Any) -> None:
+    """Bob may view articles; the scoped admin hides "Hidden…" rows. Alice edits and deletes in the admin."""
+    from concurrency.http import make_etag
+
+    alice = Client()
+    alice.force_login(django_user_model.objects.create_superuser("alice", "alice@example.com", "pw"))
+    hidden = Article.objects.create(title="Hidden plan", body="text")
+    tags = {"hidden": make_etag(hidden)}
+    page = alice.get(f"/admin/demo/article/{hidden.pk}/change/")
+    data = {n: page.context["adminform"].form[n].value() for n in ("title", "status", "body", "version")}
+    data["_concurrency_base"] = page.context["adminform"].form["_concurrency_base"].value()
+    data["title"] = "Hidden plan, revised"
+    assert alice.post(f"/admin/demo/article/{hidden.pk}/change/", data).status_code == 302
+    never = Article.objects.order_by("-pk").values_list("pk", flat=True)[0] + 100
+    client.force_login(user_with("bob", "view_article"))
+    since = {"since": "2000-01-01T00:00:00+00:00"}
+
+    def ask(pk: Any, tag: str | None = None) -> Any:
+        headers = {"If-None-Match": tag} if tag else {}
+        return client.get(f"/scoped/demo/article/{pk}/version/", since, headers=headers)
+
+    reference = ask(never)
+    assert reference.status_code == 404
+    assert reference.json()["message"] == "Someone deleted this record since you opened this page."
+    # With no tag, a forged one, or the genuine tag of the hidden row: the answer of a pk never there.
+    for tag in (None, '"1-forged"', tags["hidden"], make_etag(Article.objects.get(pk=hidden.pk))):
+        response = ask(hidden.pk, tag)
+        assert _answer(response) == _answer(ask(never, tag)) == _answer(reference), tag
+        assert "alice" not in response.content.decode()
+
+
+@pytest.mark.urls("tests.scoped_admin")
+def test_a_row_deleted_in_the_admin_names_who_to_a_page_that_showed_it(
+    client: Any, django_user_model: Any
+) -> None:
+    from concurrency.http import make_etag
+
+    alice = Client()
+    alice.force_login(django_user_model.objects.create_superuser("alice", "alice@example.com", "pw"))
+    article = Article.objects.create(title="Visible", body="text")
+    tag = make_etag(article)
+    client.force_login(user_with("bob", "view_article"))
+    attrs = live_script(client.get(f"/scoped/demo/article/{article.pk}/change/"))
+    assert attrs is not None and attrs["data-etag"] == tag
+    delete = f"/admin/demo/article/{article.pk}/delete/"
+    version = re.search(r'name="_concurrency_version" value="([^"]+)"', alice.get(delete).content.decode())
+    assert version is not None
+    assert alice.post(delete, {"post": "yes", "_concurrency_version": version[1]}).status_code == 302
+    assert not Article.objects.exists()
+    named = check(client, attrs)
+    assert named.status_code == 404
+    assert re.fullmatch(r"Deleted by alice at .+ since you opened this page\.", named.json()["message"])
+    # Without the page's tag, the same pk is answered as one that never existed.
+    untagged = client.get(attrs["data-endpoint"], {"since": attrs["data-since"]})
+    assert untagged.json()["message"] == "Someone deleted this record since you opened this page."

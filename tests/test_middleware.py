@@ -65,6 +65,7 @@ class MiddlewareTests(TransactionTestCase):
     def test_deleted_row_says_so(self) -> None:
         response = self.client.get(f"/articles/{self.article.pk}/deleted/")
         assert response.status_code == 409
+        # The request sent no field: the view's copy names it (tests/test_conflict_page.py).
         assert "Someone else deleted “mine” while you were editing it." in response.content.decode()
         assert not Article.objects.exists()
 

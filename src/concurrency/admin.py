@@ -14,6 +14,8 @@ Each part is a thin adapter over the compare-and-swap of :mod:`concurrency.core`
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +59,9 @@ __all__ = [
 #: Suffix of the hidden input that carries a list_editable row's signed version
 #: (``form-3-_concurrency_version``), rendered next to the row's hidden primary key.
 ROW_VERSION_KEY = "_concurrency_version"
+# Suffix of the hidden input holding the values a list_editable row was shown with
+# (JSON), so that a conflict lists only the fields the user changed.
+_ROW_SHOWN_KEY = "_concurrency_shown"
 
 # A request that keeps losing races is answered with a message after this many tries.
 _ATTEMPTS = 3
@@ -226,10 +231,12 @@ class ConcurrencyActionMixin:
         self.message_user(  # type: ignore[attr-defined]
             request,
             ngettext(
-                "%(names)s was changed by someone else after this page was loaded. "
-                "The action was not run; no items have been changed. Reload the page and try again.",
-                "%(names)s were changed by someone else after this page was loaded. "
-                "The action was not run; no items have been changed. Reload the page and try again.",
+                "%(names)s was changed by someone else after this page was loaded. The action was "
+                "not run; no items have been changed. The list now shows the current values: select "
+                "the items again to run it.",
+                "%(names)s were changed by someone else after this page was loaded. The action was "
+                "not run; no items have been changed. The list now shows the current values: select "
+                "the items again to run it.",
                 len(stale),
             )
             % {"names": _names(named)},
@@ -247,18 +254,28 @@ class ConcurrencyActionMixin:
 
 
 class _RowVersionInput(forms.HiddenInput):
-    """The hidden primary key of a changelist row, followed by the row's signed version."""
+    """The hidden primary key of a changelist row, followed by its signed version and shown values."""
 
-    def __init__(self, version_name: str, version_value: str, attrs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        version_name: str,
+        version_value: str,
+        extra: dict[str, str],
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(attrs)
         self.version_name = version_name
         self.version_value = version_value
+        self.extra = extra
 
     def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         html = super().render(name, value, attrs, renderer)
-        return format_html(
+        html = format_html(
             '{}<input type="hidden" name="{}" value="{}">', html, self.version_name, self.version_value
         )
+        for extra_name, extra_value in self.extra.items():
+            html = format_html('{}<input type="hidden" name="{}" value="{}">', html, extra_name, extra_value)
+        return html
 
 
 class _ChangelistRowForm(forms.ModelForm):
@@ -287,14 +304,24 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
         if field is None or pk_field is None or instance is None or instance._state.adding:
             return
         name = form.add_prefix(ROW_VERSION_KEY)
+        shown_name = form.add_prefix(_ROW_SHOWN_KEY)
         if self.is_bound:
             # Shown again after an error: keep the version the user started from.
             value = str(self.data.get(name, ""))
+            shown = str(self.data.get(shown_name, ""))
         else:
             value = sign_version(
                 self.model._meta.concrete_model, instance.pk, getattr(instance, field.attname)
             )
-        pk_field.widget = _RowVersionInput(name, value, pk_field.widget.attrs)
+            shown = json.dumps(
+                {
+                    key: form.fields[key].prepare_value(form.get_initial_for_field(form.fields[key], key))
+                    for key in form.fields
+                    if key not in (self.model._meta.pk.name, field.name)
+                },
+                default=str,
+            )
+        pk_field.widget = _RowVersionInput(name, value, {shown_name: shown}, pk_field.widget.attrs)
 
     def clean(self) -> None:
         super().clean()
@@ -323,10 +350,13 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
             if not is_checked(instance):
                 continue
             if version != getattr(instance, field.attname):
-                # Changed since the page was loaded. The row may even look edited
-                # only because Django compares the posted values with the new
-                # ones: either way, saving it would overwrite someone's work.
-                conflicts.append(form)
+                # Changed since the page was loaded. The row may look edited only
+                # because Django compares the posted values with the new ones:
+                # if the user changed none of its fields, it is not theirs to save.
+                if _sent(form) == []:
+                    form._concurrency_set_aside = True  # type: ignore[attr-defined]
+                else:
+                    conflicts.append(form)
                 continue
             # The UPDATE is made against the version the user saw.
             setattr(instance, field.attname, version)
@@ -344,10 +374,44 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
         request._concurrency_list_policy = policy  # type: ignore[attr-defined]
 
 
+def _sent(form: forms.ModelForm) -> list[str] | None:
+    """Return the fields of a changelist row the user changed, ``None`` if the page did not say.
+
+    The row carries the values it was shown with; ``form.changed_data``
+    compares with the row as it is now, so it also lists the fields someone
+    else changed since.
+    """
+    try:
+        shown = json.loads(str(form.data.get(form.add_prefix(_ROW_SHOWN_KEY), "")))
+    except ValueError:
+        return None
+    if not isinstance(shown, dict):
+        return None
+    changed = []
+    for name in form.changed_data:
+        field = form.fields[name]
+        if name in shown and not _differs(field, shown[name], form[name].data):
+            continue
+        changed.append(name)
+    return changed
+
+
+def _differs(field: forms.Field, shown: Any, data: Any) -> bool:
+    """Return whether ``data`` differs from the value the field was shown with (as sent in JSON)."""
+    # As sent first (a choice's key, a string); parsed for values JSON turned into text (dates).
+    if not field.has_changed(shown, data):
+        return False
+    try:
+        return bool(field.has_changed(field.to_python(shown), data))
+    except (ValidationError, TypeError, ValueError):
+        return True
+
+
 def _attempted(form: forms.ModelForm) -> str:
     """Describe what the user typed into a row that was not saved."""
     parts = []
-    for name in form.changed_data:
+    sent = _sent(form)
+    for name in form.changed_data if sent is None else sent:
         field = form.fields[name]
         value = form.cleaned_data.get(name) if hasattr(form, "cleaned_data") else None
         shown = _choice_label(field, value)
@@ -508,8 +572,57 @@ class _LoadedRowForm(ConcurrentForm):
     a read of its own that would look past ``get_queryset()``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Validation writes the submitted values into the instance: keep the row as loaded.
+        self._concurrency_loaded = copy.copy(self.instance)
+
     def _current_version(self) -> list[Any]:
         return [getattr(self.instance, self.instance._concurrencymeta.field.attname)]  # type: ignore[attr-defined]
+
+
+class _InlineFormSet(forms.BaseModelFormSet):
+    """An inline formset that refuses, and marks, the rows someone else changed since the page was loaded.
+
+    Each existing row's submitted version is compared with the row the formset
+    loads for this request through the inline's queryset (no query of its own).
+    A row whose version moved on and that would be saved (it differs from the
+    stored row, or is marked for deletion) gets an error naming it as stored
+    now: saving it would overwrite the other person's work.
+    """
+
+    model: type[models.Model]
+
+    def add_fields(self, form: forms.ModelForm, index: Any) -> None:
+        super().add_fields(form, index)
+        instance = getattr(form, "instance", None)
+        if instance is not None and not instance._state.adding and instance.pk is not None:
+            # Validation writes the submitted values into the instance: keep the row as loaded.
+            form._concurrency_loaded = copy.copy(instance)  # type: ignore[attr-defined]
+
+    def clean(self) -> None:
+        super().clean()
+        field = _version_field(self.model)
+        if field is None:
+            return
+        for form in self.initial_forms:
+            loaded = getattr(form, "_concurrency_loaded", None)
+            cleaned = getattr(form, "cleaned_data", None)
+            if loaded is None or cleaned is None or cleaned.get(field.name) is None or not is_checked(loaded):
+                continue
+            if cleaned[field.name] == getattr(loaded, field.attname):
+                continue
+            deleting = self.can_delete and self._should_delete_form(form)  # type: ignore[attr-defined]
+            if not (form.has_changed() or deleting):
+                continue
+            form.add_error(
+                None,
+                _(
+                    "Someone else changed %(name)s %(obj)s after you opened this page, so your changes were "
+                    "not saved. Reload the page to see its current values."
+                )
+                % {"name": loaded._meta.verbose_name, "obj": _describe(loaded)},
+            )
 
 
 class _RefusedForm(forms.BaseForm):
@@ -524,11 +637,38 @@ class _RefusedForm(forms.BaseForm):
         return cleaned_data
 
 
+def _restore(instance: models.Model, loaded: models.Model) -> None:
+    for field in loaded._meta.concrete_fields:
+        setattr(instance, field.attname, getattr(loaded, field.attname))
+
+
+def _name_as_stored(context: dict[str, Any], obj: Any) -> None:
+    """Name the object and its inline rows as loaded, not by the input shown again with an error.
+
+    Validation wrote the user's input into the instances that Django's
+    heading, breadcrumbs and inline row labels print. Nothing is saved once
+    the form is shown again, so they get the loaded values back; the inputs
+    keep what was sent.
+    """
+    form = getattr(context.get("adminform"), "form", None)
+    loaded = getattr(form, "_concurrency_loaded", None)
+    if obj is not None and loaded is not None and loaded.pk == obj.pk:
+        _restore(obj, loaded)
+        context["subtitle"] = str(obj)
+    for inline_admin_formset in context.get("inline_admin_formsets") or ():
+        for inline_form in inline_admin_formset.formset.initial_forms:
+            loaded = getattr(inline_form, "_concurrency_loaded", None)
+            if loaded is not None:
+                _restore(inline_form.instance, loaded)
+
+
 def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
     """Say why a save was refused, in the words of the form's own early check.
 
-    The change may have landed long before the save (inline rows are checked
-    only by the ``UPDATE``), so the message does not say when it happened.
+    The change may have landed long before the save, so the message does not
+    say when it happened. Another row (an inline's) is not named here: the
+    error holds what the user typed into it; its row in the form is marked
+    and named as it is stored (``_InlineFormSet``).
     """
     target = error.target
     deleted = error.db_version is None
@@ -538,19 +678,19 @@ def _refused_message(error: RecordModifiedError, edited: Any = None) -> str:
         and target.pk == edited.pk
     ):
         return str(ConcurrentForm.default_error_messages["deleted" if deleted else "changed"])
-    values = {"name": str(type(target)._meta.verbose_name), "obj": _describe(target)}
+    values = {"names": str(type(target)._meta.verbose_name_plural)}
     if deleted:
         return (
             _(
-                "Someone else deleted %(name)s %(obj)s after you opened it, so your changes were not saved. "
-                "Reload the page to see the current values, then make your changes again."
+                "Someone else deleted one of the %(names)s on this page after you opened it, so your changes "
+                "were not saved. Reload the page to see the current values, then make your changes again."
             )
             % values
         )
     return (
         _(
-            "Someone else changed %(name)s %(obj)s after you opened it, so your changes were not saved. "
-            "Reload the page to see the current values, then make your changes again."
+            "Someone else changed one of the %(names)s on this page after you opened it, so your changes "
+            "were not saved. Reload the page to see the current values, then make your changes again."
         )
         % values
     )
@@ -585,14 +725,34 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             form = type(form.__name__, (_RefusedForm, form), {"concurrency_refused": refused})
         return form
 
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if change and request.method == "POST":
+            _name_as_stored(context, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def get_formsets_with_inlines(self, request: HttpRequest, obj: Any = None) -> Iterator[Any]:
-        """Give inlines of versioned models the signed version field (shown as its number)."""
+        """Give inlines of versioned models the signed version field (shown as its number).
+
+        Their formsets mark, and name, the rows someone else changed since the
+        page was loaded (see ``_InlineFormSet``).
+        """
         for inline in self.get_inline_instances(request, obj):
             field = _version_field(inline.model)
             kwargs: dict[str, Any] = {}
             if field is not None:
                 kwargs["widgets"] = {field.name: VersionWidget}
-            yield inline.get_formset(request, obj, **kwargs), inline
+            formset = inline.get_formset(request, obj, **kwargs)
+            if field is not None and not issubclass(formset, _InlineFormSet):
+                formset = type(formset.__name__, (_InlineFormSet, formset), {"__module__": __name__})
+            yield formset, inline
 
     def changeform_view(
         self,
@@ -642,6 +802,35 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             return False
         return self.get_object(request, unquote(object_id), to_field) is None
 
+    def _deleted_name(self, request: HttpRequest, object_id: str) -> str | None:
+        """Return the name the admin log gave the object when it was deleted.
+
+        ``None`` when it was deleted outside the admin, when it still exists
+        and ``get_queryset()`` hides it from this user (such a row gets the
+        answer of a row that never existed), or when the form does not carry a
+        version signed for it (it was not a page that showed this object).
+        """
+        field = _version_field(self.model)
+        if field is None or request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR)):
+            return None
+        from django.contrib.admin.models import DELETION, LogEntry
+        from django.contrib.contenttypes.models import ContentType
+
+        model = self.model
+        pk_field = model._meta.pk
+        try:
+            pk = pk_field.to_python(unquote(object_id))
+            pk_field.run_validators(pk)
+            unsign_version(model._meta.concrete_model, pk, request.POST.get(field.name))
+        except (ValidationError, ValueError):
+            return None
+        using = router.db_for_write(model)
+        if model._base_manager.using(using).filter(pk=pk).exists():
+            return None
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+        entries = LogEntry.objects.filter(content_type=content_type, object_id=str(pk), action_flag=DELETION)
+        return entries.order_by("-action_time").values_list("object_repr", flat=True).first()
+
     def response_deleted(
         self,
         request: HttpRequest,
@@ -662,22 +851,25 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         form_class = self.get_form(request, None, change=False, fields=flatten_fieldsets(fieldsets))
         form = form_class(request.POST, request.FILES)
         form.is_valid()
-        values = {"name": capfirst(str(opts.verbose_name)), "key": object_id}
-        if may_add:
+        name = self._deleted_name(request, object_id)
+        if name is None:
             message = _(
-                "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
-                "your changes were not saved. Your input is kept below: “Save as new” adds it as a new "
-                "%(verbose_name)s."
-            ) % {**values, "verbose_name": opts.verbose_name}
+                "This %(name)s was deleted by someone else while you were editing it, so your changes "
+                "were not saved."
+            ) % {"name": opts.verbose_name}
         else:
-            message = (
-                _(
-                    "%(name)s with ID “%(key)s” was deleted by someone else while you were editing it, so "
-                    "your changes were not saved. Your input is kept below so that you can copy it."
-                )
-                % values
-            )
-        form.add_error(None, message)
+            message = _(
+                "%(name)s “%(obj)s” was deleted by someone else while you were editing it, so your "
+                "changes were not saved."
+            ) % {"name": capfirst(str(opts.verbose_name)), "obj": name}
+        if may_add:
+            message += " " + _(
+                "Your input is kept below: “Save as new” adds it as a new %(verbose_name)s."
+            ) % {"verbose_name": opts.verbose_name}
+        else:
+            message += " " + _("Your input is kept below so that you can copy it.")
+        # A message, not a form error: there is nothing in the form to correct.
+        self.message_user(request, message, messages.ERROR)
         formsets: list[Any] = []
         inline_instances: list[Any] = []
         if may_add:

@@ -142,7 +142,8 @@ class VersionField(forms.Field):
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, SignedValue):
             return value
-        if value is None or value == "":
+        # A new row has no version yet (the model's default is not one): show none.
+        if value is None or value == "" or self._is_new():
             return SignedValue("")
         return SignedValue(self._sign(value), version=value)
 

@@ -24,7 +24,7 @@ who may view the row, and show nothing to anyone else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -119,12 +119,38 @@ def live_notice_attributes(
     return attributes
 
 
+def _since(request: HttpRequest) -> datetime | None:
+    """Return the ``since`` of the request (``None`` when absent, empty or naive).
+
+    Raise ``ValueError`` for a value that is not a date and time representable
+    in UTC (month 13, February 30, an offset of 25 hours, year 1 at +05:00),
+    so that no database is ever asked about it.
+    """
+    raw = request.GET.get("since", "")
+    if not raw:
+        return None
+    if len(raw) > 64 or not raw.isascii() or not raw.isprintable():
+        raise ValueError(raw)
+    since = parse_datetime(raw)  # ValueError for a well-formed impossible value
+    if since is None:
+        raise ValueError(raw)
+    if timezone.is_naive(since):
+        return None
+    # OverflowError: the instant falls outside the years 1 to 9999 in UTC.
+    try:
+        return since.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(raw) from None
+
+
 def _who(instance: models.Model, since: datetime | None, deleted: bool) -> str:
     entries = []
     if since is not None and apps.is_installed("django.contrib.admin"):
         from .resolution import changed_by
 
         entries = changed_by(instance, since)
+        if deleted:
+            entries = [entry for entry in entries if entry.is_deletion()]
     if entries:
         entry = entries[0]
         when = formats.date_format(timezone.localtime(entry.action_time), "DATETIME_FORMAT")
@@ -155,7 +181,19 @@ def version_response(
     query, nothing rendered); otherwise 200 (404 for a row that is gone)
     with ``{"version", "etag", "deleted", "message"}``. ``can_view``
     is asked about the row (``None`` when it is gone); a ``False`` is 403.
+    A ``since`` that is not a date and time is 400.
+
+    A row outside ``queryset`` is answered as a primary key that never
+    existed. The 404 names who deleted the row, from the admin log, only to
+    a request whose ``If-None-Match`` is a tag issued for that row: a page
+    that showed it. A row that is merely hidden has no deletion in the log.
     """
+    try:
+        since = _since(request)
+    except ValueError:
+        return JsonResponse(
+            {"detail": gettext("“since” is not a date and time with a UTC offset.")}, status=400
+        )
     model = queryset.model
     field = model._concurrencymeta.field  # type: ignore[attr-defined]
     try:
@@ -166,18 +204,21 @@ def version_response(
     obj = rows[0] if rows else None
     if not can_view(obj):
         return JsonResponse({"detail": gettext("You may not view this record.")}, status=403)
-    since = parse_datetime(request.GET.get("since", "")[:64]) if "since" in request.GET else None
-    if since is not None and timezone.is_naive(since):
-        since = None
+    held = request.headers.get("If-None-Match", "").strip()
     if obj is None:
         gone = model(pk=key)
+        shown = held and version_from_etag(model, key, held) is not None
         return JsonResponse(
-            {"version": None, "etag": None, "deleted": True, "message": _who(gone, since, deleted=True)},
+            {
+                "version": None,
+                "etag": None,
+                "deleted": True,
+                "message": _who(gone, since if shown else None, deleted=True),
+            },
             status=404,
         )
     version = getattr(obj, field.attname)
     etag = make_etag(obj)
-    held = request.headers.get("If-None-Match", "").strip()
     if held and version_from_etag(model, obj.pk, held) == version:
         response: HttpResponse = HttpResponseNotModified()
     else:

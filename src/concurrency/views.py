@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,21 +56,49 @@ def submitted_fields(request: HttpRequest) -> set[str]:
     return set(request.POST) | set(request.FILES)
 
 
+def _compared(model: type[models.Model], fields: Iterable[str] | None) -> list[models.Field]:
+    """Return the editable concrete fields of ``model`` among ``fields`` (all of them for ``None``)."""
+    options = getattr(model, "_concurrencymeta", None)
+    version_field = options.field if options is not None else None
+    wanted = None if fields is None else set(fields)
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if field.editable
+        and not field.primary_key
+        and field is not version_field
+        and (wanted is None or field.name in wanted or field.attname in wanted)
+    ]
+
+
+def _name(saved: models.Model | None, attempted: Any, fields: Iterable[str] | None) -> str | None:
+    """Name the record without the values the request sent: those are the user's, not the record's.
+
+    The fields the request sent are taken from ``saved`` (the row as stored
+    now); the others are the view's own copy. ``None`` when the record cannot
+    be named that way (it is gone, or the database cannot be asked).
+    """
+    if not isinstance(attempted, models.Model):
+        return None
+    sent = _compared(type(attempted), fields)
+    if not sent:
+        return str(attempted)
+    if saved is None:
+        return None
+    named = copy.copy(attempted)
+    for field in sent:
+        setattr(named, field.attname, getattr(saved, field.attname))
+    return str(named)
+
+
 def _differences(
     saved: models.Model | None, attempted: Any, fields: Iterable[str] | None = None
 ) -> list[dict[str, Any]]:
     """List the editable fields, among ``fields``, whose value differs between the two versions of a row."""
     if saved is None or not isinstance(attempted, models.Model):
         return []
-    options = getattr(attempted, "_concurrencymeta", None)
-    version_field = options.field if options is not None else None
-    wanted = None if fields is None else set(fields)
     rows = []
-    for field in attempted._meta.concrete_fields:
-        if not field.editable or field.primary_key or field is version_field:
-            continue
-        if wanted is not None and field.name not in wanted and field.attname not in wanted:
-            continue
+    for field in _compared(type(attempted), fields):
         mine, theirs = field.value_from_object(attempted), field.value_from_object(saved)
         if mine != theirs:
             rows.append({"name": field.name, "label": field.verbose_name, "saved": theirs, "attempted": mine})
@@ -88,7 +117,10 @@ def conflict(
     The template gets the request (context processors, CSRF token) and
     ``target``/``attempted`` (what the user tried to save), ``saved`` (the row
     as it is now, ``None`` if it was deleted or cannot be read because the
-    transaction is broken), ``deleted``, ``differences`` and ``request_path``.
+    transaction is broken), ``deleted``, ``differences``, ``request_path``
+    and ``name``: the record's name with the values the request sent replaced
+    by the stored ones (``str(target)`` would name it by what the user typed),
+    or ``None`` when it cannot be named so.
     Without a ``template_name`` in the project, ``concurrency/409.html`` is used.
 
     ``differences`` lists the fields that differ between the two among
@@ -105,12 +137,14 @@ def conflict(
     deleted = target is not None and saved is None
     if saved is _UNKNOWN:
         saved = None
+    compared = submitted_fields(request) if fields is None else list(fields)
     context = {
         "target": target,
         "attempted": target,
         "saved": saved,
         "deleted": deleted,
-        "differences": _differences(saved, target, submitted_fields(request) if fields is None else fields),
+        "differences": _differences(saved, target, compared),
         "request_path": request.path,
+        "name": _name(saved, target, compared),
     }
     return ConflictResponse(template.render(context, request))
