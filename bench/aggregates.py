@@ -93,6 +93,71 @@ def run(db: str, rounds: int, block: int) -> None:
         median = statistics.median(times[name])
         print(f"{label:<28} {median / 1000:>7.0f}µs {median / base:>6.2f} {statements[name]:>6}")
     print(f"UPDATEs of the aggregate's order table per save: {root_updates['aggregate']}")
+    _paths(rounds * block)
+
+
+def _paths(repeat: int) -> None:
+    """Child writes outside the admin, autocommit: statements and median time with and without the root."""
+    from django.db import connection
+    from django.db.models import F
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.demo.models import Order, OrderLine, PlainOrder, PlainOrderLine
+
+    variants = {"plain": (PlainOrder, PlainOrderLine), "aggregate": (Order, OrderLine)}
+    orders = {name: root.objects.create(customer=f"paths {name}") for name, (root, _c) in variants.items()}
+
+    def work(name: str) -> dict[str, Any]:
+        root, child = variants[name]
+        order = orders[name]
+        line = child.objects.filter(order_id=order.pk).first() or child.objects.create(
+            order_id=order.pk, product="x"
+        )
+
+        def save_unheld() -> None:
+            row = child.objects.get(pk=line.pk)
+            row.quantity += 1
+            row.save()
+
+        def save_held() -> None:
+            row = child.objects.get(pk=line.pk)
+            row.order = root.objects.get(pk=order.pk)
+            row.quantity += 1
+            row.save()
+
+        def queryset_update() -> None:
+            child.objects.filter(order_id=order.pk).update(quantity=F("quantity") + 1)
+
+        def bulk_create() -> None:
+            child.objects.bulk_create(child(order_id=order.pk, product="b") for _ in range(LINES))
+            child.objects.filter(order_id=order.pk, product="b").delete()
+
+        return {
+            "save(), order not held": save_unheld,
+            "save(), order held (+2 SELECTs)": save_held,
+            "queryset update()": queryset_update,
+            f"bulk_create({LINES}) + delete()": bulk_create,
+        }
+
+    plans = {name: work(name) for name in variants}
+    print(f"\nchild writes in autocommit ({repeat} each; statements of one call)")
+    print(f"{'path':<34} {'plain':>8} {'stmts':>6} {'aggregate':>10} {'stmts':>6} {'ratio':>6}")
+    clock = time.perf_counter_ns
+    for path in plans["plain"]:
+        row = []
+        for name in variants:
+            call = plans[name][path]
+            call()
+            with CaptureQueriesContext(connection) as ctx:
+                call()
+            times = []
+            for _ in range(repeat):
+                t0 = clock()
+                call()
+                times.append(clock() - t0)
+            row.append((statistics.median(times), len(ctx.captured_queries)))
+        (base, n0), (agg, n1) = row
+        print(f"{path:<34} {base / 1000:>6.0f}µs {n0:>6} {agg / 1000:>8.0f}µs {n1:>6} {agg / base:>6.2f}")
 
 
 def main() -> None:

@@ -50,7 +50,15 @@ HELD = ("save_root", "line_save", "related_create", "bulk_create", "add_move", "
 # Those that are save() or delete() of an instance (a refusal leaves the transaction usable).
 SAVES = ("save_root", "line_save", "related_create", "delete_line")
 # Writes that name the order by its key only: unchecked.
-UNHELD = ("qs_update", "base_bulk_update", "line_save_plain", "bulk_create_id", "qs_delete", "parcels", "set_null")
+UNHELD = (
+    "qs_update",
+    "base_bulk_update",
+    "line_save_plain",
+    "bulk_create_id",
+    "qs_delete",
+    "parcels",
+    "set_null",
+)
 
 
 class _RollBack(Exception):

@@ -41,7 +41,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.db import connections, models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.expressions import Col
 from django.db.models.signals import post_init, pre_delete, pre_save
 from django.db.models.sql.query import Query
@@ -181,6 +181,7 @@ def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, us
     values: set[Any] = set()
     holders: list[models.Model] = []
     rows: list[Any] | None = None
+    among: models.QuerySet | None = None  # child rows whose roots move too
     if kind == "insert":
         for obj in query.objs:
             _root_of(obj, fk, values, holders)
@@ -192,17 +193,17 @@ def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, us
             current = instance.__dict__.get(fk.attname, _UNKNOWN)
             if current is _UNKNOWN or (found and (instance._state.adding or loaded != current)):
                 # A move, or a row this instance was not loaded from: its roots now.
-                values.update(_current_roots(query, fk, using))
+                among = _rows(query, using)
         else:
             if found and hasattr(value, "resolve_expression"):
                 # Known only once written: remember the rows, read their roots afterwards.
                 rows = list(_rows(query, using).values_list("pk", flat=True))
-            values.update(_current_roots(query, fk, using))
+            among = _rows(query, using)
             if found and not hasattr(value, "resolve_expression"):
                 _value_root(value, fk, values, holders)
     else:
-        values.update(_current_roots(query, fk, using))
-    _move(fk, values, holders, using)
+        among = _rows(query, using)
+    _move(fk, values, holders, using, among)
     result = write()
     if rows:
         moved_to = query.model._base_manager.using(using).filter(pk__in=rows)
@@ -270,15 +271,14 @@ def _rows(query: Any, using: str) -> models.QuerySet:
     return models.QuerySet(model=query.model, query=select, using=using)
 
 
-def _current_roots(query: Any, fk: Any, using: str) -> set[Any]:
-    return set(_rows(query, using).values_list(fk.attname, flat=True).distinct())
-
-
 # -- moving the roots ------------------------------------------------------------------------
 
 
-def _move(fk: Any, values: set[Any], holders: list[models.Model], using: str) -> None:
-    """Move the version of each root: checked where the writer holds its instance."""
+def _move(fk: Any, values: set[Any], holders: list[models.Model], using: str, among: Any = None) -> None:
+    """Move the version of each root: checked where the writer holds its instance.
+
+    ``among``: child rows whose roots move too (read in the statement that locks them).
+    """
     target = fk.target_field
     checked: set[Any] = set()
     seen: set[int] = set()
@@ -289,7 +289,10 @@ def _move(fk: Any, values: set[Any], holders: list[models.Model], using: str) ->
         _move_held(holder, using)
         checked.add(target.to_python(getattr(holder, target.attname)))
     rest = {target.to_python(value) for value in values if value is not None} - checked
-    if rest:
+    if among is not None:
+        keys = among.values(fk.attname)
+        bump_roots(fk.related_model, rest, using, field=target, among=keys, besides=checked)
+    elif rest:
         bump_roots(fk.related_model, rest, using, field=target)
 
 
@@ -325,25 +328,37 @@ def _bump_expression(model: Any) -> tuple[Any, bool]:
     return expression, type(field) is AutoIncVersionField
 
 
-def bump_roots(root: type[models.Model], keys: Iterable[Any], using: str, field: Any = None) -> int:
+def bump_roots(
+    root: type[models.Model],
+    keys: Iterable[Any],
+    using: str,
+    field: Any = None,
+    among: Any = None,
+    besides: Iterable[Any] = (),
+) -> int:
     """Move the version of the root rows whose ``field`` (default: the primary key) is in ``keys``.
 
     Unchecked, and skipping rows this transaction already moved. The rows are
     locked and read first (``SELECT … FOR UPDATE`` where the database has it),
     so the versions they are moved from are known to the rest of the
-    transaction. Return the number of rows moved.
+    transaction. ``among`` (a subquery of key values) adds rows, ``besides``
+    leaves keys out. Return the number of rows moved.
     """
     target = field or root._meta.pk
     wanted = {key for key in keys if key is not None}
-    if not wanted:
+    if not wanted and among is None:
         return 0
+    where = Q(**{f"{target.attname}__in": wanted})
+    if among is not None:
+        where |= Q(**{f"{target.attname}__in": among})
     options: Any = root._concurrencymeta  # type: ignore[attr-defined]
     version = options.field
     model = version.model
     with transaction.atomic(using=using, savepoint=False):
         found = (
             root._base_manager.using(using)
-            .filter(**{f"{target.attname}__in": wanted})
+            .filter(where)
+            .exclude(**{f"{target.attname}__in": list(besides)})
             .select_for_update()
             .order_by("pk")
             .values_list("pk", version.attname)

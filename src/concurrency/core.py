@@ -163,6 +163,13 @@ class _VersionIs(Expression):
     def resolve_expression(self, *args: Any, **kwargs: Any) -> _VersionIs:
         return self
 
+    # The column, so that the clause can be relabeled inside a subquery (aggregates.py).
+    def get_source_expressions(self) -> list[Any]:
+        return [self.col]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        (self.col,) = exprs
+
     def as_sql(self, compiler: Any, connection: Any) -> Any:
         sql, _params = self.col.as_sql(compiler, connection)
         if self.value is None:
@@ -1138,6 +1145,12 @@ class _KeyedRows(Expression):
 
     def resolve_expression(self, *args: Any, **kwargs: Any) -> _KeyedRows:
         return self
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.key, self.version]
+
+    def set_source_expressions(self, exprs: Any) -> None:
+        self.key, self.version = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         key_sql, key_params = compiler.compile(self.key)
