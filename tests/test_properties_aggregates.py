@@ -61,8 +61,8 @@ UNHELD = (
 )
 
 
-class _RollBack(Exception):
-    pass
+class _RollBackError(Exception):
+    """Raised inside a transaction to roll it back."""
 
 
 @concurrency_atomic
@@ -203,7 +203,7 @@ class Aggregates(RuleBasedStateMachine):
                 else:
                     # Django's queryset methods mark their transaction on any error.
                     assert connection.needs_rollback
-                    raise _RollBack
+                    raise _RollBackError from None
             return
         if not wrote:
             return
@@ -326,7 +326,7 @@ class Aggregates(RuleBasedStateMachine):
                     else:
                         self._verify(self.users[n])
             if roll_back:
-                raise _RollBack
+                raise _RollBackError
 
         try:
             if decorated:
@@ -334,7 +334,7 @@ class Aggregates(RuleBasedStateMachine):
             else:
                 with transaction.atomic():
                     work()
-        except _RollBack:
+        except _RollBackError:
             self.counts["rolled back"] += 1
             self.has_worker = [self.has_worker_db(o) for o in range(ORDERS)]
         else:
