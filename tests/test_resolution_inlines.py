@@ -60,7 +60,9 @@ def _index(data: Data, product: str) -> int:
     raise AssertionError(f"no line {product!r} in the form")
 
 
-def _edit(page: Any, lines: dict[str, int | None] | None = None, add: dict[str, int] | None = None, **fields: str) -> Data:
+def _edit(
+    page: Any, lines: dict[str, int | None] | None = None, add: dict[str, int] | None = None, **fields: str
+) -> Data:
     """Return what the browser posts for the order's change form with these changes.
 
     ``lines`` maps a product to its new quantity, or to ``None`` to delete the
@@ -158,11 +160,18 @@ class TestTheIssue:
             "_save",
         }
 
-    def test_a_line_both_changed_needs_a_choice(self, alice: Client, bob: Client, url: str, order: Order) -> None:
+    def test_a_line_both_changed_needs_a_choice(
+        self, alice: Client, bob: Client, url: str, order: Order
+    ) -> None:
         page = bob.get(url)
         _save(alice, url, lines={"Bolts": 20})
         response = bob.post(url, _edit(page, lines={"Bolts": 30, "Nuts": 5}))
-        assert _shown(response)["Bolts"] == ("changed", "conflict", "", [("quantity", "10", "30", "20", "conflict")])
+        assert _shown(response)["Bolts"] == (
+            "changed",
+            "conflict",
+            "",
+            [("quantity", "10", "30", "20", "conflict")],
+        )
         assert "One value was changed by both: nothing is chosen for you" in _visible(response)
         choice = _choice(response, "Bolts", "quantity")
         assert f'name="{CHOICE_PREFIX}{choice}" value="mine" required>' in response.content.decode()
@@ -187,7 +196,9 @@ class TestTheIssue:
 
 
 class TestRowsAddedAndDeleted:
-    def test_rows_added_or_deleted_by_either_side(self, alice: Client, bob: Client, url: str, order: Order) -> None:
+    def test_rows_added_or_deleted_by_either_side(
+        self, alice: Client, bob: Client, url: str, order: Order
+    ) -> None:
         page = bob.get(url)
         _save(alice, url, lines={"Washers": None}, add={"Screws": 7})
         response = bob.post(url, _edit(page, lines={"Nuts": None}, add={"Rivets": 3}))
@@ -200,7 +211,10 @@ class TestRowsAddedAndDeleted:
         ]
         assert shown["Nuts"][:2] == ("deleted", "mine")
         assert shown["Screws"][:2] == ("added", "theirs")
-        assert shown["Screws"][3] == [("product", "—", "—", "Screws", "theirs"), ("quantity", "—", "—", "7", "theirs")]
+        assert shown["Screws"][3] == [
+            ("product", "—", "—", "Screws", "theirs"),
+            ("quantity", "—", "—", "7", "theirs"),
+        ]
         assert shown["Rivets"][:2] == ("added", "mine")
         text = _visible(response)
         for sentence in (
@@ -235,7 +249,10 @@ class TestRowsAddedAndDeleted:
         assert bob.post(url, _resolve(response, **{choice: "mine"})).status_code == 302
         assert _lines(order) == {"Bolts": 10, "Nuts": 10}
 
-    @pytest.mark.parametrize(("side", "expected"), [("mine", {"Nuts": 10, "Washers": 10, "Bolts": 30}), ("theirs", {"Nuts": 10, "Washers": 10})])
+    @pytest.mark.parametrize(
+        ("side", "expected"),
+        [("mine", {"Nuts": 10, "Washers": 10, "Bolts": 30}), ("theirs", {"Nuts": 10, "Washers": 10})],
+    )
     def test_changed_by_me_deleted_by_them(
         self, alice: Client, bob: Client, url: str, order: Order, side: str, expected: dict[str, int]
     ) -> None:
@@ -251,7 +268,9 @@ class TestRowsAddedAndDeleted:
         # Keeping mine adds the line again, as a new row: the deleted one stays deleted.
         assert not OrderLine.objects.filter(pk=bolts).exists()
 
-    def test_a_row_deleted_by_both_is_not_a_conflict(self, alice: Client, bob: Client, url: str, order: Order) -> None:
+    def test_a_row_deleted_by_both_is_not_a_conflict(
+        self, alice: Client, bob: Client, url: str, order: Order
+    ) -> None:
         page = bob.get(url)
         _save(alice, url, lines={"Nuts": None})
         response = bob.post(url, _edit(page, lines={"Nuts": None, "Bolts": 1}))
@@ -312,3 +331,104 @@ class TestCheckedAgainstTheVersionShown:
         replay = bob.post(url, posted)
         assert replay.status_code == 409
         assert _lines(order) == {"Bolts": 21, "Nuts": 6, "Washers": 10}
+
+
+# -- hostile and broken posts: a clear answer, never a 500, never a write --------------------
+
+
+def _conflict(alice: Client, bob: Client, url: str) -> tuple[Data, Any]:
+    """Return Bob's stale change-form POST (Nuts 10 → 5) and the page it gets after Alice's save."""
+    data = _edit(bob.get(url), lines={"Nuts": 5})
+    _save(alice, url, lines={"Bolts": 20})
+    page = bob.post(url, data)
+    assert page.status_code == 409
+    return data, page
+
+
+def _first_line_of(other: Order) -> str:
+    return str(OrderLine.objects.filter(order=other).values_list("pk", flat=True)[0])
+
+
+STALE_FORMS = {
+    "TOTAL_FORMS not a number": lambda data, other: {**data, "lines-TOTAL_FORMS": "abc"},
+    "TOTAL_FORMS negative": lambda data, other: {**data, "lines-TOTAL_FORMS": "-1"},
+    "TOTAL_FORMS huge": lambda data, other: {**data, "lines-TOTAL_FORMS": "100000000"},
+    "INITIAL_FORMS one short": lambda data, other: {**data, "lines-INITIAL_FORMS": "2"},
+    "INITIAL_FORMS above TOTAL_FORMS": lambda data, other: {**data, "lines-INITIAL_FORMS": "9"},
+    "no management form": lambda data, other: {k: v for k, v in data.items() if "_FORMS" not in k},
+    "a line of another order": lambda data, other: {**data, "lines-0-id": _first_line_of(other)},
+    "the same line twice": lambda data, other: {**data, "lines-1-id": data["lines-0-id"]},
+    "a line without its pk": lambda data, other: {k: v for k, v in data.items() if k != "lines-2-id"},
+    "a pk that is not a number": lambda data, other: {**data, "lines-0-id": "x"},
+}
+
+
+@pytest.mark.parametrize("case", STALE_FORMS)
+def test_a_broken_inline_formset_in_a_stale_form_is_refused_by_the_version_check(
+    alice: Client, bob: Client, url: str, order: Order, case: str
+) -> None:
+    other = Order.objects.create(customer="Other")
+    OrderLine.objects.create(order=other, product="Theirs", quantity=1)
+    data = _edit(bob.get(url), lines={"Nuts": 5})
+    _save(alice, url, lines={"Bolts": 20})
+    response = bob.post(url, STALE_FORMS[case](data, other))
+    if case == "TOTAL_FORMS huge":
+        # Django caps the count (absolute_max): the rows are read as posted.
+        assert response.status_code == 409
+    else:
+        assert response.status_code == 200, case
+        assert "Someone else changed this record" in response.content.decode()
+    assert _lines(order) == {"Bolts": 20, "Nuts": 10, "Washers": 10}
+    assert _lines(other) == {"Theirs": 1}
+    assert _version(order) == 2
+
+
+RESOLUTIONS = {
+    "a line value": lambda data, ctx: {**data, "lines-0-quantity": "99"},
+    "a management form": lambda data, ctx: {**data, "lines-TOTAL_FORMS": "4", "lines-INITIAL_FORMS": "3"},
+    "a choice for a row nobody changed": lambda data, ctx: {**data, CHOICE_PREFIX + ctx["washers"]: "mine"},
+    "a choice for a row that does not exist": lambda data, ctx: {**data, CHOICE_PREFIX + "lines.999": "mine"},
+    "a choice for a field of a line only one side changed": lambda data, ctx: {
+        **data,
+        CHOICE_PREFIX + ctx["nuts"] + ".quantity": "theirs",
+    },
+    "a forged state": lambda data, ctx: {**data, STATE_FIELD: data[STATE_FIELD][:-2] + "xx"},
+    "the state of an earlier page": lambda data, ctx: {**data, STATE_FIELD: ctx["earlier"][STATE_FIELD]},
+    "the snapshot of an earlier page": lambda data, ctx: {**data, BASE_FIELD: ctx["earlier"][BASE_FIELD]},
+    "no state": lambda data, ctx: {k: v for k, v in data.items() if k != STATE_FIELD},
+}
+
+
+@pytest.mark.parametrize("case", RESOLUTIONS)
+def test_a_forged_resolution_is_a_400_and_writes_nothing(
+    alice: Client, bob: Client, url: str, order: Order, case: str
+) -> None:
+    _data, first = _conflict(alice, bob, url)
+    _save(alice, url, lines={"Bolts": 25})
+    page = bob.post(url, _resolve(first))
+    assert page.status_code == 409
+    ctx = {
+        "earlier": _resolve(first),
+        "washers": _choice(page, "Washers"),
+        "nuts": _choice(page, "Nuts"),
+    }
+    before = (_lines(order), _version(order))
+    response = bob.post(url, RESOLUTIONS[case](_resolve(page), ctx))
+    assert response.status_code == 400, case
+    assert "The choices sent from the conflict resolution page are incomplete or not valid" in (
+        response.content.decode()
+    )
+    assert (_lines(order), _version(order)) == before
+    # The genuine page still saves.
+    assert bob.post(url, _resolve(page)).status_code == 302
+    assert _lines(order) == {"Bolts": 25, "Nuts": 5, "Washers": 10}
+
+
+def test_the_page_of_another_order_is_a_400(alice: Client, bob: Client, url: str, order: Order) -> None:
+    other = Order.objects.create(customer="Other")
+    OrderLine.objects.create(order=other, product="Theirs", quantity=1)
+    _data, page = _conflict(alice, bob, url)
+    response = bob.post(reverse("admin:demo_order_change", args=[other.pk]), _resolve(page))
+    assert response.status_code == 400
+    assert _lines(other) == {"Theirs": 1}
+    assert Order.objects.get(pk=other.pk).version == 1

@@ -142,7 +142,7 @@ def _row_items(form: forms.BaseForm) -> Items:
 def _rows(formsets: Iterable[forms.BaseFormSet]) -> Rows:
     """Return the rows the inline formsets show: each initial form's pk and values."""
     return {
-        formset.prefix: [(str(form.instance.pk), _row_items(form)) for form in formset.initial_forms]  # type: ignore[attr-defined]
+        str(formset.prefix): [(str(form.instance.pk), _row_items(form)) for form in formset.initial_forms]  # type: ignore[attr-defined]
         for formset in formsets
     }
 
@@ -241,7 +241,7 @@ class _SnapshotForm(forms.ModelForm):
 
 @dataclass
 class _State:
-    """What a resolution page carries, signed: the version it shows, where the user started, what they entered."""
+    """What a resolution page carries, signed: the version it shows, the start, what the user entered."""
 
     version: Any
     started: str
@@ -479,17 +479,19 @@ def three_way(
     return Merge(merges, instance, version_items)
 
 
-class _Malformed(ValueError):
+class _Malformed(ValueError):  # noqa: N818 - internal signal, never leaves the mixin
     """Inline formset data that no change form sends."""
 
 
-def _local(prefix: str, data: QueryDict) -> Items:
+def _local(prefix: str, data: Any) -> Items:
     """Return the items of ``data`` under ``prefix-``, keyed without it."""
     cut = len(prefix) + 1
     return [(key[cut:], value) for key in data if key.startswith(prefix + "-") for value in data.getlist(key)]
 
 
-def _posted_rows(formset: forms.BaseFormSet, base: Sequence[str]) -> tuple[dict[str, Items | None], list[Items]]:
+def _posted_rows(
+    formset: forms.BaseFormSet, base: Sequence[str]
+) -> tuple[dict[str, Items | None], list[Items]]:
     """Return the rows a bound inline formset posts: ``{pk: items, or None if deleted}`` and the added rows.
 
     Every row of ``base`` must be posted once, and no other existing row.
@@ -517,7 +519,9 @@ def _posted_rows(formset: forms.BaseFormSet, base: Sequence[str]) -> tuple[dict[
             raise _Malformed("pk")
         items = [(k, v) for k, v in _local(prefix, formset.data) if k != DELETION_FIELD_NAME]
         gone = delete is not None and bool(
-            delete.clean(delete.widget.value_from_datadict(formset.data, {}, f"{prefix}-{DELETION_FIELD_NAME}"))
+            delete.clean(
+                delete.widget.value_from_datadict(formset.data, {}, f"{prefix}-{DELETION_FIELD_NAME}")
+            )
         )
         rows[pk] = None if gone else items
     added: list[Items] = []
@@ -525,7 +529,9 @@ def _posted_rows(formset: forms.BaseFormSet, base: Sequence[str]) -> tuple[dict[
         form = formset.forms[index]
         prefix = formset.add_prefix(index)
         gone = delete is not None and bool(
-            delete.clean(delete.widget.value_from_datadict(formset.data, {}, f"{prefix}-{DELETION_FIELD_NAME}"))
+            delete.clean(
+                delete.widget.value_from_datadict(formset.data, {}, f"{prefix}-{DELETION_FIELD_NAME}")
+            )
         )
         if gone or not form.has_changed():
             continue
@@ -557,7 +563,7 @@ def _inline_three_way(
     the change form posts.
     """
     template = formset.empty_form
-    prefix = formset.prefix
+    prefix = str(formset.prefix)
     fields = _merged_fields(template, _excluded(formset))
     posted, added = _posted_rows(mine, [pk for pk, _row in base])
     current = {str(form.instance.pk): form.instance for form in formset.initial_forms}  # type: ignore[attr-defined]
@@ -607,14 +613,27 @@ def _inline_three_way(
         else:
             _whole_row(merges, status, CHOICE_PREFIX + row_id)
         rows.append(
-            RowMerge(prefix, pk, name(pk, t, b, m), change, status, merges, b, m, t, choice=CHOICE_PREFIX + row_id)
+            RowMerge(
+                prefix, pk, name(pk, t, b, m), change, status, merges, b, m, t, choice=CHOICE_PREFIX + row_id
+            )
         )
     for number, items in enumerate(added, 1):
         merges = [_compare(bound, None, data(items), None) for bound in fields]
         key = f"+{number}"
         _whole_row(merges, MINE, CHOICE_PREFIX + f"{prefix}.{key}")
         rows.append(
-            RowMerge(prefix, key, name(None, items), ADDED, MINE, merges, None, items, None, choice=CHOICE_PREFIX + f"{prefix}.{key}")
+            RowMerge(
+                prefix,
+                key,
+                name(None, items),
+                ADDED,
+                MINE,
+                merges,
+                None,
+                items,
+                None,
+                choice=CHOICE_PREFIX + f"{prefix}.{key}",
+            )
         )
     return InlineMerge(prefix, label, rows, formset)
 
@@ -662,7 +681,9 @@ def _merged_rows(merge: InlineMerge) -> Items:
         new = [(k, v) for k, v in items if k not in drop] + [(pk_name, "")]
         if fk is not None:
             parent = formset.instance  # type: ignore[attr-defined]
-            new = [(k, v) for k, v in new if k != fk.name] + [(fk.name, _text(getattr(parent, fk.remote_field.field_name)))]
+            new = [(k, v) for k, v in new if k != fk.name] + [
+                (fk.name, _text(getattr(parent, fk.remote_field.field_name)))
+            ]
         return new
 
     for row in merge.rows:
@@ -690,7 +711,10 @@ def _merged_rows(merge: InlineMerge) -> Items:
     result: Items = [
         (f"{prefix}-TOTAL_FORMS", str(len(initial) + len(extra))),
         (f"{prefix}-INITIAL_FORMS", str(len(initial))),
-        *[(management.add_prefix(name), _text(management.initial.get(name))) for name in ("MIN_NUM_FORMS", "MAX_NUM_FORMS")],
+        *[
+            (management.add_prefix(name), _text(management.initial.get(name)))
+            for name in ("MIN_NUM_FORMS", "MAX_NUM_FORMS")
+        ],
     ]
     for index, items in enumerate([*initial, *extra]):
         result += [(f"{formset.add_prefix(index)}-{k}", v) for k, v in items]
@@ -819,7 +843,13 @@ class ConflictResolutionMixin:
     ) -> Any:
         """Put the inline rows the page shows into the snapshot of a change form just opened."""
         form = getattr(context.get("adminform"), "form", None)
-        if change and obj is not None and form is not None and not form.is_bound and BASE_FIELD in form.fields:
+        if (
+            change
+            and obj is not None
+            and form is not None
+            and not form.is_bound
+            and BASE_FIELD in form.fields
+        ):
             formsets = [inline.formset for inline in context.get("inline_admin_formsets", ())]
             form.fields[BASE_FIELD].initial = snapshot(form, formsets)
         return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
@@ -869,7 +899,7 @@ class ConflictResolutionMixin:
     def _inline_formsets(
         self, request: HttpRequest, obj: Any, data: QueryDict | None = None
     ) -> list[tuple[forms.BaseFormSet, Any]]:
-        """Return the change form's inline formsets of ``obj``, bound to ``data`` if given, with their inlines."""
+        """Return the inline formsets of ``obj``'s change form (bound to ``data`` if given) and inlines."""
         formsets = []
         prefixes: dict[str, int] = {}
         for formset_class, inline in self.get_formsets_with_inlines(request, obj):  # type: ignore[attr-defined]
@@ -886,7 +916,12 @@ class ConflictResolutionMixin:
         return formsets
 
     def _compare(
-        self, request: HttpRequest, obj: Any, base: _Snapshot, mine: QueryDict, theirs: _Snapshot | None = None
+        self,
+        request: HttpRequest,
+        obj: Any,
+        base: _Snapshot,
+        mine: QueryDict,
+        theirs: _Snapshot | None = None,
     ) -> tuple[Merge, list[InlineMerge], list[forms.BaseFormSet]]:
         """Compare ``base``, ``mine`` and the object now (or ``theirs``), inline rows included.
 
@@ -897,14 +932,15 @@ class ConflictResolutionMixin:
         merge = three_way(form_class, obj, base.data, mine, None if theirs is None else theirs.data)
         current = self._inline_formsets(request, obj)
         posted = self._inline_formsets(request, obj, data=mine)
-        prefixes = {formset.prefix for formset, _inline in current}
+        prefixes = {str(formset.prefix) for formset, _inline in current}
         if set(base.rows) != prefixes or (theirs is not None and set(theirs.rows) != prefixes):
             raise _Malformed("inlines")
         inlines = []
         for (formset, inline), (bound, _inline) in zip(current, posted, strict=True):
-            now = _rows([formset])[formset.prefix] if theirs is None else theirs.rows[formset.prefix]
+            prefix = str(formset.prefix)
+            now = _rows([formset])[prefix] if theirs is None else theirs.rows[prefix]
             label = capfirst(str(inline.verbose_name_plural))
-            inlines.append(_inline_three_way(formset, bound, base.rows[formset.prefix], now, label))
+            inlines.append(_inline_three_way(formset, bound, base.rows[prefix], now, label))
         return merge, inlines, [formset for formset, _inline in current]
 
     def _resolve(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
@@ -1022,7 +1058,12 @@ class ConflictResolutionMixin:
         state = _sign_state(type(obj), obj.pk, _State(page.version, page.started, page.mine))
         if version_items is None:
             version_items = page.merge.version_items
-        hidden: Items = [(BASE_FIELD, page.theirs), (STATE_FIELD, state), (RESOLVE_FIELD, "1"), *version_items]
+        hidden: Items = [
+            (BASE_FIELD, page.theirs),
+            (STATE_FIELD, state),
+            (RESOLVE_FIELD, "1"),
+            *version_items,
+        ]
         request.current_app = self.admin_site.name  # type: ignore[attr-defined]
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
@@ -1037,13 +1078,16 @@ class ConflictResolutionMixin:
             "hidden": hidden,
             # Read for a row get_object() (get_queryset()) gave this user, and only
             # if they may see its history, as Django's history page asks.
-            "changes": changed_by(obj, page.shown) if self.has_view_or_change_permission(request, obj) else [],  # type: ignore[attr-defined]
+            "changes": changed_by(obj, page.shown) if self._may_view(request, obj) else [],
             "shown": page.shown,
             "again": again,
             "has_view_permission": True,
             "app_label": opts.app_label,
         }
         return TemplateResponse(request, self.resolve_conflict_template, context, status=409)
+
+    def _may_view(self, request: HttpRequest, obj: Any) -> bool:
+        return bool(self.has_view_or_change_permission(request, obj))  # type: ignore[attr-defined]
 
     def render_resolution_invalid(self, request: HttpRequest, object_id: str | None) -> HttpResponse:
         """Answer a resolution POST that cannot be read (400): nothing is saved."""
