@@ -7,10 +7,14 @@ field by field, and saves the rows as they are now plus the user's own changes.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
+from django.db.models.signals import pre_save
 from django.test import Client
 from django.urls import reverse
 
@@ -432,3 +436,57 @@ def test_the_page_of_another_order_is_a_400(alice: Client, bob: Client, url: str
     assert response.status_code == 400
     assert _lines(other) == {"Theirs": 1}
     assert Order.objects.get(pk=other.pk).version == 1
+
+
+# -- a line written by another connection between the page's check and its UPDATE ------------
+
+
+class _LineWrittenFirst:
+    """On the first save of ``order``, let another connection change one of its lines and commit."""
+
+    def __init__(self, order: Order, product: str, quantity: int) -> None:
+        self.order, self.product, self.quantity, self.fired = order, product, quantity, False
+
+    def _write(self) -> None:
+        try:
+            line = OrderLine.objects.get(order=self.order, product=self.product)
+            line.quantity = self.quantity
+            line.save()
+        finally:
+            connection.close()
+
+    def __call__(self, sender: Any, instance: Order, **kwargs: Any) -> None:
+        if not self.fired and instance.pk == self.order.pk:
+            self.fired = True
+            writer = threading.Thread(target=self._write)
+            writer.start()
+            writer.join(30)
+
+    def __enter__(self) -> _LineWrittenFirst:
+        pre_save.connect(self, sender=Order, weak=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pre_save.disconnect(self, sender=Order)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(settings.DB == "sqlite", reason="SQLite admits one writer at a time")
+def test_a_line_written_after_the_check_brings_the_page_back() -> None:
+    order = Order.objects.create(customer="ACME")
+    for product in ("Bolts", "Nuts", "Washers"):
+        OrderLine.objects.create(order=order, product=product, quantity=10)
+    url = reverse("admin:demo_order_change", args=[order.pk])
+    alice, bob = _client("alice"), _client("bob")
+    page = bob.get(url)
+    _save(alice, url, lines={"Bolts": 20})
+    response = bob.post(url, _edit(page, lines={"Nuts": 5}))
+    assert response.status_code == 409
+    with _LineWrittenFirst(order, "Washers", 77) as race:
+        again = bob.post(url, _resolve(response))
+    assert race.fired
+    assert again.status_code == 409
+    assert _lines(order) == {"Bolts": 20, "Nuts": 10, "Washers": 77}
+    assert _shown(again)["Washers"][3] == [("quantity", "10", "10", "77", "theirs")]
+    assert bob.post(url, _resolve(again)).status_code == 302
+    assert _lines(order) == {"Bolts": 20, "Nuts": 5, "Washers": 77}
