@@ -189,6 +189,24 @@ class TestTheIssue:
         assert bob.post(url, _resolve(again, **{choice: "mine"})).status_code == 302
         assert _lines(order) == {"Bolts": 30, "Nuts": 5, "Washers": 10}
 
+    def test_a_missing_choice_keeps_the_choices_made(
+        self, alice: Client, bob: Client, url: str, order: Order
+    ) -> None:
+        page = bob.get(url)
+        _save(alice, url, lines={"Bolts": 20}, customer="ACME Ltd")
+        response = bob.post(url, _edit(page, lines={"Bolts": 30}, customer="ACME Inc."))
+        assert "2 values were changed by both: nothing is chosen for you" in _visible(response)
+        bolts = _choice(response, "Bolts", "quantity")
+        again = bob.post(url, _resolve(response, customer="theirs"))
+        assert again.status_code == 409
+        assert "for the value marked below. The choices you made are kept." in _visible(again)
+        kept = _resolve(again)
+        assert kept[CHOICE_PREFIX + "customer"] == "theirs"
+        assert CHOICE_PREFIX + bolts not in kept
+        assert (Order.objects.get(pk=order.pk).customer, _lines(order)["Bolts"]) == ("ACME Ltd", 20)
+        assert bob.post(url, {**kept, CHOICE_PREFIX + bolts: "mine"}).status_code == 302
+        assert (Order.objects.get(pk=order.pk).customer, _lines(order)["Bolts"]) == ("ACME Ltd", 30)
+
     def test_take_theirs_for_a_line(self, alice: Client, bob: Client, url: str, order: Order) -> None:
         page = bob.get(url)
         _save(alice, url, lines={"Bolts": 20})
