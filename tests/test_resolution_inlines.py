@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from concurrency.resolution import BASE_FIELD, CHOICE_PREFIX, STATE_FIELD
 from tests.admin_forms import form_data
-from tests.demo.models import Order, OrderLine
+from tests.demo.models import Category, Item, Order, OrderLine
 from tests.test_resolution_admin import RESOLVE_FORM, _visible
 
 pytestmark = pytest.mark.django_db
@@ -508,3 +508,53 @@ def test_a_line_written_after_the_check_brings_the_page_back() -> None:
     assert _shown(again)["Washers"][3] == [("quantity", "10", "10", "77", "theirs")]
     assert bob.post(url, _resolve(again)).status_code == 302
     assert _lines(order) == {"Bolts": 20, "Nuts": 5, "Washers": 77}
+
+
+# -- inline rows with a version of their own (Category and Item: not an aggregate) ----------
+
+
+@pytest.mark.urls("tests.resolution_urls")
+def test_rows_with_their_own_version_are_merged_and_saved_at_their_current_version() -> None:
+    category = Category.objects.create(name="Hardware")
+    items = [Item.objects.create(category=category, name=f"Item {n}") for n in (1, 2)]
+    url = f"/admin/demo/category/{category.pk}/change/"
+    alice, bob = _client("alice"), _client("bob")
+    page = bob.get(url)
+    data = form_data(alice.get(url).content, "category_form", _save="Save", name="Hardware and tools")
+    data["items-1-name"] = "Item 2 (Alice)"
+    assert alice.post(url, data).status_code == 302
+    mine = form_data(page.content, "category_form", _save="Save")
+    mine["items-0-name"] = "Item 1 (Bob)"
+    response = bob.post(url, mine)
+    assert response.status_code == 409
+    assert {row.label: (row.change, row.status) for i in response.context["inlines"] for row in i.shown} == {
+        "Item 1": ("changed", "mine"),
+        "Item 2 (Alice)": ("changed", "theirs"),
+    }
+    assert bob.post(url, _resolve(response)).status_code == 302
+    names = dict(Item.objects.filter(category=category).values_list("pk", "name"))
+    assert names == {items[0].pk: "Item 1 (Bob)", items[1].pk: "Item 2 (Alice)"}
+    assert Category.objects.get(pk=category.pk).name == "Hardware and tools"
+
+
+@pytest.mark.urls("tests.resolution_urls")
+def test_a_row_with_its_own_version_changed_after_the_page_is_refused_not_overwritten() -> None:
+    category = Category.objects.create(name="Hardware")
+    first = Item.objects.create(category=category, name="Item 1")
+    url = f"/admin/demo/category/{category.pk}/change/"
+    alice, bob = _client("alice"), _client("bob")
+    page = bob.get(url)
+    assert (
+        alice.post(url, form_data(alice.get(url).content, "category_form", name="Tools")).status_code == 302
+    )
+    response = bob.post(url, form_data(page.content, "category_form", **{"items-0-name": "Item 1 (Bob)"}))
+    assert response.status_code == 409
+    # Saving an item moves its own version, not the category's.
+    first.refresh_from_db()
+    first.name = "Item 1 (Carol)"
+    first.save()
+    refused = bob.post(url, _resolve(response))
+    assert refused.status_code == 200
+    assert "Someone else changed" in refused.content.decode()
+    assert Item.objects.get(pk=first.pk).name == "Item 1 (Carol)"
+    assert Category.objects.get(pk=category.pk).name == "Tools"
