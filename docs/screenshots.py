@@ -38,7 +38,10 @@ FILES = [
     "list-editable-warning.png",
     "conflict-409.png",
     "inline-refusal.png",
+    "resolution-inline.png",
+    "resolution-phone.png",
 ]
+PHONE = {"width": 390, "height": 844}
 
 
 def _free_port() -> int:
@@ -162,6 +165,23 @@ def shoot(browser: Any, base_url: str, output: Path, only: set[str] | None = Non
     bob.submit("input[name=_save]")
     bob.page.wait_for_selector("tr.row-form-errors")
     save(bob, FILES[5])
+    # 6. An order and its lines inline (one aggregate): the rows that differ, on a desk and on a phone.
+    url = alice.open("/admin/demo/order/", "ACME")
+    bob.page.goto(url)
+    alice.page.fill("#id_lines-0-quantity", "20")
+    alice.page.fill("#id_lines-3-product", "Screws")
+    alice.page.fill("#id_lines-3-quantity", "4")
+    alice.submit("input[name=_save]")
+    bob.page.fill("#id_lines-0-quantity", "30")
+    bob.page.fill("#id_lines-1-quantity", "5")
+    bob.page.check("#id_lines-2-DELETE")
+    bob.submit("input[name=_save]")
+    bob.page.wait_for_selector("table.concurrency-inline")
+    save(bob, FILES[6])
+    bob.page.set_viewport_size(PHONE)
+    bob.page.check("table.concurrency-inline tr.concurrency-conflict input[value=theirs]")
+    save(bob, FILES[7])
+    bob.page.set_viewport_size(VIEWPORT)
 
     alice.context.close()
     bob.context.close()

@@ -6,9 +6,10 @@ from django import forms
 from django.contrib import admin
 from django.urls import path
 
+from concurrency.admin import ConcurrentModelAdmin
 from concurrency.fields import VersionField
 from concurrency.resolution import ConflictResolutionMixin
-from tests.demo.models import Article, Stock
+from tests.demo.models import Article, Category, Item, Stock
 
 site = admin.AdminSite(name="resolution")
 
@@ -30,5 +31,19 @@ class StockAdmin(ConflictResolutionMixin, admin.ModelAdmin):
 
 
 site.register(Stock, StockAdmin)
+
+
+class ItemInline(admin.TabularInline):
+    model = Item
+    extra = 1
+
+
+class CategoryAdmin(ConflictResolutionMixin, ConcurrentModelAdmin):
+    """Inline rows with a version of their own (not an aggregate)."""
+
+    inlines = [ItemInline]
+
+
+site.register(Category, CategoryAdmin)
 
 urlpatterns = [path("admin/", site.urls)]

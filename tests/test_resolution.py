@@ -66,7 +66,9 @@ class ResolutionTests(TestCase):
         }
         content = response.content.decode()
         assert "Changed by bob at" in content
-        assert 'value="mine" checked' in content
+        # Nothing is preselected for the field both changed: the user must choose.
+        assert 'name="_concurrency_choice-status" value="mine" required>' in content
+        assert "checked" not in content
         # Nothing was written by the refused submit.
         row = Article.objects.get()
         assert (row.title, row.body, row.status, row.version) == ("Title", "Bob's body", "review", 2)

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import override_settings
 
-from tests.demo.models import Article
+from tests.demo.models import Article, Order, OrderLine
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -147,14 +147,23 @@ class ResolutionBrowserTests(StaticLiveServerTestCase):
             return "concurrency-taken" in (cell.get_attribute("class") or "")
 
         alice.wait_for_selector("table.concurrency-merge")
-        # "Keep mine" is preselected, and highlighted.
-        assert alice.is_checked("input[name='_concurrency_choice-title'][value=mine]")
-        assert (taken("mine"), taken("theirs")) == (True, False)
+        # Nothing is preselected for the field both changed, nor highlighted.
+        assert not alice.is_checked("input[name='_concurrency_choice-title'][value=mine]")
+        assert not alice.is_checked("input[name='_concurrency_choice-title'][value=theirs]")
+        assert (taken("mine"), taken("theirs")) == (False, False)
+        # Save without a choice: the browser asks for one, nothing is posted.
+        page_url = alice.url
+        alice.click("input[name=_save]")
+        missing = alice.eval_on_selector(
+            "input[name='_concurrency_choice-title'][value=mine]", "radio => radio.validity.valueMissing"
+        )
+        assert missing is True
+        assert alice.url == page_url
         alice.check("input[name='_concurrency_choice-title'][value=theirs]")
         assert (taken("mine"), taken("theirs")) == (False, True)
         alice.check("input[name='_concurrency_choice-title'][value=mine]")
         assert (taken("mine"), taken("theirs")) == (True, False)
-        alice.click("text=Take theirs")
+        alice.click("label:has-text('Take theirs')")
         assert (taken("mine"), taken("theirs")) == (False, True)
         # The page's style sheet applies (served as a file, not inline).
         weight = alice.eval_on_selector(
@@ -171,3 +180,114 @@ class ResolutionBrowserTests(StaticLiveServerTestCase):
         assert violations == []
         _save(alice)
         assert alice.url.endswith("/admin/demo/article/")
+
+
+def _columns(page: Any, table: str = "table.concurrency-merge") -> list[float]:
+    """Return the widths of the comparison table's column headers."""
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        f"{table} thead th", "cells => cells.map(cell => cell.getBoundingClientRect().width)"
+    )
+
+
+def _fits(page: Any, width: int) -> dict[str, Any]:
+    """Return how the page fits a viewport ``width`` wide: scroll width and the cells that stick out."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """width => ({
+            scroll: document.documentElement.scrollWidth,
+            outside: Array.from(document.querySelectorAll(
+                ".concurrency-merge td, .concurrency-merge th, .submit-row input, .concurrency-choice label"
+            )).filter(el => el.getClientRects().length && el.getBoundingClientRect().right > width + 0.5)
+              .map(el => el.outerHTML.slice(0, 80)),
+        })""",
+        width,
+    )
+
+
+@override_settings(ROOT_URLCONF="tests.urls")
+class InlineResolutionBrowserTests(StaticLiveServerTestCase):
+    """The demo's Orders: lines inline, one aggregate (issue #20 item 1, issue #22 item 5)."""
+
+    def setUp(self) -> None:
+        for username in ("alice", "bob"):
+            get_user_model().objects.create_superuser(username, f"{username}@example.com", PASSWORD)
+        order = Order.objects.create(customer="ACME")
+        for product in ("Bolts", "Nuts", "Washers"):
+            OrderLine.objects.create(order=order, product=product, quantity=10)
+        self.order = order
+        self.url = f"/admin/demo/order/{order.pk}/change/"
+
+    def _lines(self) -> dict[str, int]:
+        return dict(OrderLine.objects.filter(order=self.order).values_list("product", "quantity"))
+
+    def test_a_line_each_side_changed_is_merged(self) -> None:
+        with chromium() as browser:
+            self._merge(browser)
+        assert self._lines() == {"Bolts": 20, "Nuts": 5, "Washers": 10}
+        assert Order.objects.get().version > 2
+
+    def _merge(self, browser: Any) -> None:
+        alice = _login(browser, self.live_server_url, "alice")
+        bob = _login(browser, self.live_server_url, "bob")
+        alice.goto(self.url)
+        bob.goto(self.url)
+        alice.fill("#id_lines-0-quantity", "20")
+        _save(alice)
+        bob.fill("#id_lines-1-quantity", "5")
+        _save(bob)
+        bob.wait_for_selector("table.concurrency-inline")
+        heads = bob.locator("table.concurrency-inline tr.concurrency-row-head th").all_inner_texts()
+        assert heads == ["“Bolts”: changed by someone else", "“Nuts”: changed by you"]
+        cells = bob.locator("table.concurrency-inline tbody tr:not(.concurrency-row-head)")
+        assert [row[:3] for row in (cells.nth(i).locator("td").all_inner_texts() for i in range(2))] == [
+            ["10", "10", "20"],
+            ["10", "5", "10"],
+        ]
+        _save(bob)
+        assert bob.url.endswith("/admin/demo/order/")
+
+    def test_the_page_fits_a_phone_and_columns_keep_their_width(self) -> None:
+        with chromium() as browser:
+            self._phone(browser)
+        assert self._lines() == {"Bolts": 30, "Nuts": 5, "Washers": 10}
+        assert Order.objects.get().customer == "ACME Ltd"
+
+    def _phone(self, browser: Any) -> None:
+        alice = _login(browser, self.live_server_url, "alice")
+        bob = _login(browser, self.live_server_url, "bob")
+        alice.goto(self.url)
+        bob.goto(self.url)
+        alice.fill("#id_customer", "ACME Ltd")
+        alice.fill("#id_lines-0-quantity", "20")
+        _save(alice)
+        bob.fill("#id_customer", "ACME Inc.")
+        bob.fill("#id_lines-0-quantity", "30")
+        bob.fill("#id_lines-1-quantity", "5")
+        _save(bob)
+        bob.wait_for_selector("table.concurrency-inline")
+        customer = "input[name='_concurrency_choice-customer']"
+        bolts = "table.concurrency-inline tr.concurrency-conflict input[type=radio]"
+        # On a wide screen, choosing a side (which makes the value bold) moves no column.
+        bob.set_viewport_size({"width": 1280, "height": 800})
+        widths = _columns(bob), _columns(bob, "table.concurrency-inline")
+        for selector in (customer, bolts):
+            for side in ("mine", "theirs", "mine"):
+                bob.check(f"{selector}[value={side}]")
+                assert (_columns(bob), _columns(bob, "table.concurrency-inline")) == widths
+        # On a phone 390 px wide: no sideways scroll, nothing cut off, each value labelled.
+        bob.set_viewport_size({"width": 390, "height": 844})
+        fits = _fits(bob, 390)
+        assert fits == {"scroll": 390, "outside": []}
+        label = bob.eval_on_selector(
+            "table.concurrency-merge tr[data-field=customer] td.concurrency-mine",
+            "cell => getComputedStyle(cell, '::before').content",
+        )
+        assert label == '"You entered"'
+        for side in ("theirs", "mine"):
+            bob.check(f"{customer}[value={side}]")
+            assert _fits(bob, 390) == fits
+        bob.check(f"{customer}[value=theirs]")
+        bob.check(f"{bolts}[value=mine]")
+        box = bob.locator("input[name=_save]").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        _save(bob)
+        assert bob.url.endswith("/admin/demo/order/")

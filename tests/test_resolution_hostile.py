@@ -14,6 +14,7 @@ from concurrency.resolution import (
     CHOICE_PREFIX,
     MINE_PREFIX,
     RESOLVE_FIELD,
+    STATE_FIELD,
     THEIRS_PREFIX,
 )
 from tests.admin_forms import form_data
@@ -48,14 +49,17 @@ def _set(key: str, value: Any) -> Callable[[Data], Data]:
 
 
 MALFORMED: dict[str, Callable[[Data], Data]] = {
-    "no choice for the conflicting field": _without(CHOICE_PREFIX, "title"),
-    "no choices at all": _without(CHOICE_PREFIX),
     "choice neither mine nor theirs": _set(CHOICE_PREFIX + "title", "both"),
     "empty choice": _set(CHOICE_PREFIX + "title", ""),
     "two choices for one field": _set(CHOICE_PREFIX + "title", ["mine", "theirs"]),
     "choice for a field not in the form": _set(CHOICE_PREFIX + "secret_column", "mine"),
     "choice for the version": _set(CHOICE_PREFIX + "version", "theirs"),
     "choice for the snapshot": _set(CHOICE_PREFIX + BASE_FIELD, "mine"),
+    "choice for a field only one side changed": _set(CHOICE_PREFIX + "body", "mine"),
+    "value for a merged field (rebuilt from the signed state)": _set("title", "Forged"),
+    "no state": _without(STATE_FIELD),
+    "forged state": _set(STATE_FIELD, "forged:state"),
+    "two states": lambda data: {**data, STATE_FIELD: [data[STATE_FIELD], data[STATE_FIELD]]},
     "mine value without a field": _set(MINE_PREFIX + "title", "x"),
     "mine value for an unknown field": _set(MINE_PREFIX + "nope.nope", "x"),
     "mine value for another field's input": _set(MINE_PREFIX + "title.status", "published"),
@@ -80,7 +84,9 @@ def setup() -> tuple[Client, str, Data, Article]:
     page = alice.post(url, mine)
     assert page.status_code == 409
     resolve = form_data(page.content, RESOLVE_FORM, _save="Save")
-    assert resolve[CHOICE_PREFIX + "title"] == "mine"
+    # Nothing is preselected: the browser posts a choice only once the user made one.
+    assert CHOICE_PREFIX + "title" not in resolve
+    resolve[CHOICE_PREFIX + "title"] = "mine"
     return alice, url, resolve, article
 
 
@@ -97,6 +103,23 @@ def test_malformed_resolution_is_a_400_page_and_saves_nothing(
     assert "nothing was saved" in html
     assert f'href="{url}"' in html
     assert _row(article) == before
+
+
+def test_resolution_without_a_choice_shows_the_page_again_with_an_error(
+    setup: tuple[Client, str, Data, Article],
+) -> None:
+    alice, url, resolve, article = setup
+    before = _row(article)
+    response = alice.post(url, _without(CHOICE_PREFIX)(resolve))
+    assert response.status_code == 409
+    assert "Nothing was saved: choose “Keep mine” or “Take theirs” for the value marked below." in (
+        response.content.decode()
+    )
+    assert 'class="concurrency-conflict concurrency-missing"' in response.content.decode()
+    assert _row(article) == before
+    again = form_data(response.content, RESOLVE_FORM, _save="Save")
+    assert alice.post(url, {**again, CHOICE_PREFIX + "title": "theirs"}).status_code == 302
+    assert _row(article)[:2] == ("Bob's title", "Body")
 
 
 def test_the_well_formed_resolution_still_saves(setup: tuple[Client, str, Data, Article]) -> None:

@@ -1,21 +1,31 @@
 "use strict";
-// The conflict resolution page: highlight, in each conflicting row, the value
-// that will be saved ("Keep mine" or "Take theirs"). A static file, so the
-// page works under a Content-Security-Policy without 'unsafe-inline'.
+// The conflict resolution page: highlight the values that will be saved when
+// "Keep mine" or "Take theirs" is chosen. The rows a choice decides carry its
+// name in data-choice (a field, or every field of an inline row added or
+// deleted). A static file, so the page works under a Content-Security-Policy
+// without 'unsafe-inline'.
 {
     const SIDES = ["mine", "theirs"];
 
-    function highlight(row) {
-        const chosen = row.querySelector("input[type=radio]:checked");
+    function highlight(form, radio) {
+        const chosen = form.querySelector(
+            "input[type=radio][name='" + CSS.escape(radio.name) + "']:checked"
+        );
         if (!chosen) {
             return;
         }
-        for (const side of SIDES) {
-            const cell = row.querySelector("td.concurrency-" + side);
-            if (cell) {
-                cell.classList.toggle("concurrency-taken", chosen.value === side);
+        form.querySelectorAll("tr[data-choice]").forEach(function(row) {
+            if (row.dataset.choice !== radio.name) {
+                return;
             }
-        }
+            row.classList.remove("concurrency-missing");
+            for (const side of SIDES) {
+                const cell = row.querySelector("td.concurrency-" + side);
+                if (cell) {
+                    cell.classList.toggle("concurrency-taken", chosen.value === side);
+                }
+            }
+        });
     }
 
     function init() {
@@ -24,11 +34,12 @@
             return;
         }
         // The browser may restore a choice made before going back to the page.
-        form.querySelectorAll("tr.concurrency-conflict").forEach(highlight);
+        form.querySelectorAll("input[type=radio]:checked").forEach(function(radio) {
+            highlight(form, radio);
+        });
         form.addEventListener("change", function(event) {
-            const row = event.target.closest("tr.concurrency-conflict");
-            if (row) {
-                highlight(row);
+            if (event.target.matches("input[type=radio]")) {
+                highlight(form, event.target);
             }
         });
     }
