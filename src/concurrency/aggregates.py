@@ -43,7 +43,7 @@ from django.core import checks
 from django.db import connections, models, transaction
 from django.db.models import F, Q
 from django.db.models.expressions import Col
-from django.db.models.signals import post_init, pre_delete, pre_save
+from django.db.models.signals import post_init, post_save, pre_delete, pre_save
 from django.db.models.sql.query import Query
 
 from . import core
@@ -137,6 +137,11 @@ def register() -> None:
             if issubclass(klass, root):
                 pre_delete.connect(
                     _root_deleted,
+                    sender=klass,
+                    dispatch_uid=f"concurrency.aggregate_root.{klass._meta.label}",
+                )
+                post_save.connect(
+                    _root_created,
                     sender=klass,
                     dispatch_uid=f"concurrency.aggregate_root.{klass._meta.label}",
                 )
@@ -398,6 +403,14 @@ def _child_deleted(
     _root_of(instance, fk, set(), holders)
     if holders:
         _move(fk, set(), holders, using)
+
+
+def _root_created(sender: Any, instance: models.Model, created: bool, using: str, **kwargs: Any) -> None:
+    """A root inserted in this transaction: nobody else can hold it, its children need not move it."""
+    if created:
+        field = instance._concurrencymeta.field  # type: ignore[attr-defined]
+        version = instance.__dict__.get(field.attname)
+        core.record_root_write(field.model, instance.pk, using, version, version, by_child=False)
 
 
 def _root_deleted(sender: Any, instance: models.Model, using: str, **kwargs: Any) -> None:
