@@ -350,15 +350,18 @@ def bump_roots(
     leaves keys out. Return the number of rows moved.
     """
     target = field or root._meta.pk
+    options: Any = root._concurrencymeta  # type: ignore[attr-defined]
+    model = options.field.model
     wanted = {key for key in keys if key is not None}
+    if target.primary_key:
+        # Rows this transaction moved already need no query at all.
+        wanted = {key for key in wanted if core.root_write(model, key, using) is None}
     if not wanted and among is None:
         return 0
     where = Q(**{f"{target.attname}__in": wanted})
     if among is not None:
         where |= Q(**{f"{target.attname}__in": among})
-    options: Any = root._concurrencymeta  # type: ignore[attr-defined]
     version = options.field
-    model = version.model
     with transaction.atomic(using=using, savepoint=False):
         found = (
             root._base_manager.using(using)
