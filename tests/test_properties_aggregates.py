@@ -58,6 +58,7 @@ UNHELD = (
     "qs_delete",
     "parcels",
     "set_null",
+    "move_tasks",
 )
 
 
@@ -84,6 +85,7 @@ class Tx:
     touched: dict[int, str] = field(default_factory=dict)  # order -> "child" | "own"
     delta: dict[int, int] = field(default_factory=lambda: collections.defaultdict(int))
     lines: dict[int, int] = field(default_factory=dict)
+    tasks: dict[int, int] = field(default_factory=dict)
 
 
 class Aggregates(RuleBasedStateMachine):
@@ -104,7 +106,7 @@ class Aggregates(RuleBasedStateMachine):
         self.version = [Order.objects.get(pk=pk).version for pk in self.pks]
         self.committed = [0] * ORDERS
         self.lines = [2] * ORDERS
-        self.has_worker = [False, True]
+        self.tasks = [0, 1]
         self.users = [User() for _ in range(USERS)]
         for index, user in enumerate(self.users):
             user.order = index % ORDERS
@@ -124,6 +126,17 @@ class Aggregates(RuleBasedStateMachine):
             self.lines[o] = n
         else:
             self.tx.lines[o] = n
+
+    def _tasks(self, o: int) -> int:
+        if self.tx is not None and o in self.tx.tasks:
+            return self.tx.tasks[o]
+        return self.tasks[o]
+
+    def _set_tasks(self, o: int, n: int) -> None:
+        if self.tx is None:
+            self.tasks[o] = n
+        else:
+            self.tx.tasks[o] = n
 
     def _acceptable(self, user: User) -> bool:
         assert user.order is not None
@@ -250,13 +263,29 @@ class Aggregates(RuleBasedStateMachine):
             changed = bool(Parcel.objects.filter(shipment__order_id=pk).update(weight=F("weight") + 1))
         elif op == "set_null":
             # Deleting another parent of a child: SET_NULL is a write of the child.
-            if self.has_worker[o]:
-                Worker.objects.filter(tasks__order_id=pk).delete()
-                self.has_worker[o] = False
+            workers = Worker.objects.filter(tasks__order_id=pk)
+            if workers.exists():
+                tasks = Task.objects.filter(worker__in=list(workers), order__isnull=False)
+                touched = set(tasks.values_list("order_id", flat=True))
+                Worker.objects.filter(pk__in=list(workers.values_list("pk", flat=True))).delete()
+                for index, order_pk in enumerate(self.pks):
+                    if order_pk in touched:
+                        self._changed(index)
+                changed = False
             else:
                 worker = Worker.objects.create(name="w")
                 changed = bool(Task.objects.filter(order_id=pk).update(worker=worker))
-                self.has_worker[o] = changed
+        elif op == "move_tasks":
+            # A related manager's set(): the other order's tasks leave it (set to NULL), this
+            # order's tasks join it; one transaction, so each order moves once.
+            other = 1 - o
+            mine, theirs = self._tasks(o), self._tasks(other)
+            Order.objects.get(pk=self.pks[other]).tasks.set(list(Task.objects.filter(order_id=pk)))
+            self._set_tasks(other, mine)
+            self._set_tasks(o, 0)
+            if theirs or mine:
+                self._changed(other)
+            changed = bool(mine)
         self.counts[op] += 1
         if changed:
             self._changed(o)
@@ -336,13 +365,14 @@ class Aggregates(RuleBasedStateMachine):
                     work()
         except _RollBackError:
             self.counts["rolled back"] += 1
-            self.has_worker = [self.has_worker_db(o) for o in range(ORDERS)]
         else:
             for o, delta in self.tx.delta.items():
                 self.version[o] += delta
                 self.committed[o] += 1
             for o, n in self.tx.lines.items():
                 self.lines[o] = n
+            for o, n in self.tx.tasks.items():
+                self.tasks[o] = n
             for user in self.users:
                 if user.fresh and user.order is not None:
                     user.seen = self.committed[user.order]
@@ -385,9 +415,6 @@ class Aggregates(RuleBasedStateMachine):
         if changed:
             self._changed(0)
 
-    def has_worker_db(self, o: int) -> bool:
-        return Task.objects.filter(order_id=self.pks[o], worker__isnull=False).exists()
-
     # -- invariants --------------------------------------------------------------------
 
     @invariant()
@@ -398,6 +425,7 @@ class Aggregates(RuleBasedStateMachine):
         assert [stored[pk] for pk in self.pks] == self.version
         counts = [OrderLine.objects.filter(order_id=pk).count() for pk in self.pks]
         assert counts == self.lines
+        assert [Task.objects.filter(order_id=pk).count() for pk in self.pks] == self.tasks
         for user in self.users:
             if user.instance is None or user.order is None:
                 continue

@@ -187,6 +187,8 @@ def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, us
     holders: list[models.Model] = []
     rows: list[Any] | None = None
     among: models.QuerySet | None = None  # child rows whose roots move too
+    joined: set[Any] = set()  # the root an update(<fk>=…) moves rows to
+    joiners: list[models.Model] = []
     if kind == "insert":
         for obj in query.objs:
             _root_of(obj, fk, values, holders)
@@ -205,11 +207,14 @@ def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, us
                 rows = list(_rows(query, using).values_list("pk", flat=True))
             among = _rows(query, using)
             if found and not hasattr(value, "resolve_expression"):
-                _value_root(value, fk, values, holders)
+                # The root the rows move to: moved once they are known to exist (below).
+                _value_root(value, fk, joined, joiners)
     else:
         among = _rows(query, using)
     _move(fk, values, holders, using, among)
     result = write()
+    if (joined or joiners) and result:
+        _move(fk, joined, joiners, using)
     if rows:
         moved_to = query.model._base_manager.using(using).filter(pk__in=rows)
         _move(fk, set(moved_to.values_list(fk.attname, flat=True).distinct().order_by()), [], using)
