@@ -1,15 +1,17 @@
 """Guard rows a decision was read from: the machinery of ``api.verify_unchanged``.
 
 A transaction that reads rows A and B and writes only C commits a wrong
-decision if A or B changed in between (write skew). Verifying A and B runs
-the no-op compare-and-swap that checked deletes use::
+decision if A or B changed in between (write skew). Verifying A and B is one
+locking read per model (and database) that compares the versions::
 
-    UPDATE t SET version = version WHERE (pk = 1 AND version = 3) OR (pk = 2 AND version = 5)
+    SELECT pk, version FROM t WHERE (pk = 1 AND version = 3) OR (pk = 2 AND version = 5) FOR SHARE
 
-one statement per model (and database). Every row it matches is locked until
-the transaction ends, on every backend; a row it does not match was changed or
-deleted, and is reported as a refused save is: ``RecordModifiedError`` or
-``RecordDeletedError`` and the ``conflict_detected`` signal.
+Every row it matches is held until the transaction ends and is not written
+(see below for each backend); a row it does not match was changed or deleted,
+and is reported as a refused save is: ``RecordModifiedError`` or
+``RecordDeletedError`` and the ``conflict_detected`` signal. An instance whose
+save would be refused before it is sent (a version not loaded with the row) is
+refused the same way, by ``core.held_version``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from django.db import connections, transaction
-from django.db.models import F, Model
-from django.db.models.sql.constants import ROW_COUNT
-from django.db.models.sql.subqueries import UpdateQuery
+from django.db.models import Model
 from django.db.models.sql.where import AND
 from django.utils.translation import gettext
 
@@ -64,38 +64,75 @@ def _verify_model(model: type[Model], using: str, instances: list[Model]) -> Non
     attname = field.attname
     connection = connections[using]
     pk: Any = model._meta.pk
-    pairs: dict[tuple[Any, Any], Model] = {}
+    held = []
+    # (pk, version) -> whether it is checked, as a save of the instance would be.
+    pairs: dict[tuple[Any, Any], bool] = {}
     for obj in instances:
-        core.settle(obj)
-        pairs.setdefault((pk.to_python(obj.pk), getattr(obj, attname)), obj)
-    query: Any = model._base_manager.using(using).query.chain(UpdateQuery)
-    query.add_update_fields([(field, None, F(attname))])
+        version, checked = core.held_version(obj, field, using)
+        key = pk.to_python(obj.pk)
+        held.append((obj, key, version, checked))
+        pairs.setdefault((key, version), checked)
+    rows = model._base_manager.using(using).order_by().values_list("pk", attname)
+    query: Any = rows.query
     alias = query.get_initial_alias()
-    rows = [(pk.get_db_prep_value(key, connection), version, True) for key, version in pairs]
-    query.where.add(core._KeyedRows(pk.get_col(alias), field.get_col(alias), rows, field), AND)
-    compiler = query.get_compiler(using)
-    if core._can_update_returning(connection):
-        sql, params = compiler.as_sql()
-        qn = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {qn(pk.column)}, {qn(field.column)}", params)
-            matched = {(pk.to_python(key), version) for key, version in cursor.fetchall()}
-        if len(matched) == len(pairs):
-            return
-    else:
-        # MySQL/MariaDB count matched rows (Django sets CLIENT.FOUND_ROWS), and
-        # one pk held at two versions cannot match twice.
-        if compiler.execute_sql(ROW_COUNT) == len(pairs) == len({key for key, _version in pairs}):
+    keyed = [
+        (pk.get_db_prep_value(key, connection), version, checked) for (key, version), checked in pairs.items()
+    ]
+    query.where.add(core._KeyedRows(pk.get_col(alias), field.get_col(alias), keyed, field), AND)
+    sql, params = query.get_compiler(using).as_sql()
+    with connection.cursor() as cursor:
+        if _needs_write_lock(connection):
+            cursor.execute(_sql_write_lock(connection, model, field))
+        cursor.execute(sql + _sql_share_lock(connection), params)
+        # One pk held at two versions matches one row: the count tells.
+        if len(cursor.fetchall()) == len(pairs):
             return
     # A locking read: under REPEATABLE READ (MariaDB) a plain SELECT would
     # answer from the transaction's snapshot, which predates the change.
     with transaction.atomic(using=using, savepoint=False):
         locked = model._base_manager.using(using).select_for_update()  # type: ignore[attr-defined]
         current = dict(locked.filter(pk__in={key for key, _version in pairs}).values_list("pk", attname))
-    for obj in instances:
-        key, version = pk.to_python(obj.pk), getattr(obj, attname)
-        if current.get(key, _GONE) != version:
+    for obj, key, version, checked in held:
+        if checked and current.get(key, _GONE) != version:
             _refuse(obj, version, current.get(key), key not in current)
+
+
+# --- Holding the verified rows until the transaction ends, without writing them ---
+# PostgreSQL, MariaDB and MySQL: a shared row lock taken by the SELECT that
+# compares the versions. Other writers of the rows wait for the transaction;
+# other readers, verifying ones too, do not. A row changed meanwhile is read as
+# it is now (READ COMMITTED re-checks the WHERE clause on the new row; InnoDB's
+# locking reads see the latest version; PostgreSQL's REPEATABLE READ refuses
+# with a serialization failure). SQLite has no row locks: it takes its one write
+# lock, which BEGIN IMMEDIATE has already taken; an UPDATE that matches no row
+# takes it in a DEFERRED transaction without running any trigger.
+
+_SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "MySQL": " FOR SHARE"}
+
+
+def _sql_share_lock(connection: Any) -> str:
+    """Return the clause that makes a SELECT hold its rows until the transaction ends."""
+    if connection.vendor == "sqlite":
+        return ""
+    try:
+        return _SHARE_LOCK[connection.display_name]
+    except KeyError:
+        # Another backend: an exclusive lock, which also writes nothing.
+        return " " + connection.ops.for_update_sql()
+
+
+def _needs_write_lock(connection: Any) -> bool:
+    """Return whether verifying on SQLite must take the write lock the transaction lacks."""
+    if connection.vendor != "sqlite" or connection.get_autocommit():
+        return False
+    return not (connection.in_atomic_block and connection.transaction_mode in ("IMMEDIATE", "EXCLUSIVE"))
+
+
+def _sql_write_lock(connection: Any, model: type[Model], field: Any) -> str:
+    """Return an UPDATE that takes SQLite's write lock and changes no row."""
+    qn = connection.ops.quote_name
+    column = qn(field.column)
+    return f"UPDATE {qn(model._meta.db_table)} SET {column} = {column} WHERE 1 = 0"
 
 
 def _refuse(instance: Model, version: Any, db_version: Any, deleted: bool) -> NoReturn:
