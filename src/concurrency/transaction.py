@@ -15,9 +15,10 @@ same ``except`` (and ``retry_on_conflict``, which uses it) handles both::
         item.stock += 1
         item.save()
 
-It is Django's ``atomic`` otherwise. Only the outermost block can report the
-rollback: a savepoint cannot outlive its transaction, so nested blocks let the
-error through to it.
+It is Django's ``atomic`` otherwise, decorator form included: one decorated
+function may run in many threads at once and call itself. Only the outermost
+block can report the rollback: a savepoint cannot outlive its transaction, so
+nested blocks let the error through to it.
 """
 
 from __future__ import annotations
