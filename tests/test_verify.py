@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from concurrency.api import disable_concurrency, retry_on_conflict, verify_unchanged
 from concurrency.exceptions import RecordDeletedError, RecordModifiedError, VersionNotLoadedError
 from concurrency.signals import conflict_detected
-from tests.demo.models import Article, Doctor, PlainCounter, TriggerRow
+from tests.demo.models import Article, Doctor, ExplicitPk, PlainCounter, TriggerRow, UUIDPk
 
 WAIT = 30  # seconds: generous, so a loaded machine does not fail the race tests
 
@@ -166,6 +166,20 @@ class VerifyTests(TestCase):
         decide()
         assert attempts == [2, 2]
         assert Doctor.objects.filter(name="Carol").count() == 1
+
+    def test_rows_keyed_by_uuid_or_text_are_verified(self) -> None:
+        for rows in (
+            [UUIDPk.objects.create(name=name) for name in ("a", "b")],
+            [ExplicitPk.objects.create(code=f"code-{name}", name=name) for name in ("a", "b")],
+        ):
+            with self.subTest(type(rows[0]).__name__):
+                with transaction.atomic():
+                    verify_unchanged(*rows)
+                _bump(rows[1])
+                with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+                    verify_unchanged(*rows)
+                assert info.value.target is rows[1]
+                assert (info.value.version, info.value.db_version) == (1, 2)
 
     def test_a_row_loaded_without_its_version_is_refused_as_its_save_is(self) -> None:
         def late() -> Doctor:
