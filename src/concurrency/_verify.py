@@ -11,9 +11,8 @@ Every row it returns is held until the transaction ends and is not written
 keep: a row at another version than the instance holds, or missing, was
 changed or deleted, and is reported as a refused save is:
 ``RecordModifiedError`` or ``RecordDeletedError`` and the ``conflict_detected``
-signal. An instance whose
-save would be refused before it is sent (a version not loaded with the row) is
-refused the same way, by ``core.held_version``.
+signal. An instance whose save would be refused before it is sent (a version
+not loaded with the row) is refused the same way, by ``core.held_version``.
 """
 
 from __future__ import annotations
@@ -83,6 +82,20 @@ def _verify_model(model: type[Model], using: str, instances: list[Model]) -> Non
             _refuse(obj, version, None if stored is _GONE else stored, stored is _GONE)
 
 
+# --- Holding the verified rows until the transaction ends, without writing them ---
+# PostgreSQL, MariaDB and MySQL: a shared row lock taken by the SELECT whose
+# versions are compared. Other writers of the rows wait for the transaction;
+# other readers, verifying ones too, do not. A row changed meanwhile is read as
+# it is now (under READ COMMITTED, a SELECT that waited for a writer returns the
+# row the writer left; InnoDB's locking reads see the latest version, not the
+# snapshot; PostgreSQL's REPEATABLE READ refuses with a serialization failure).
+# SQLite has no row locks: it takes its one write lock, which BEGIN IMMEDIATE
+# has already taken; an UPDATE that matches no row takes it in a DEFERRED
+# transaction without running any trigger.
+
+_SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "MySQL": " FOR SHARE"}
+
+
 def _sql_select(connection: Any, model: type[Model], field: Any, keys: list[Any]) -> tuple[str, list[Any]]:
     """Return ``SELECT pk, version FROM table WHERE pk IN (…)`` and its parameters."""
     qn = connection.ops.quote_name
@@ -93,19 +106,6 @@ def _sql_select(connection: Any, model: type[Model], field: Any, keys: list[Any]
     else:
         where, params = f"{key} IN ({', '.join(['%s'] * len(keys))})", keys
     return f"SELECT {key}, {qn(field.column)} FROM {qn(model._meta.db_table)} WHERE {where}", params
-
-
-# --- Holding the verified rows until the transaction ends, without writing them ---
-# PostgreSQL, MariaDB and MySQL: a shared row lock taken by the SELECT that
-# compares the versions. Other writers of the rows wait for the transaction;
-# other readers, verifying ones too, do not. A row changed meanwhile is read as
-# it is now (READ COMMITTED re-checks the WHERE clause on the new row; InnoDB's
-# locking reads see the latest version; PostgreSQL's REPEATABLE READ refuses
-# with a serialization failure). SQLite has no row locks: it takes its one write
-# lock, which BEGIN IMMEDIATE has already taken; an UPDATE that matches no row
-# takes it in a DEFERRED transaction without running any trigger.
-
-_SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "MySQL": " FOR SHARE"}
 
 
 def _sql_share_lock(connection: Any) -> str:

@@ -172,7 +172,7 @@ def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
     """Check that the rows of ``instances`` still hold their versions, and lock them.
 
     For rows a decision was read from but that are not written (write skew):
-    one locking read per model (``SELECT … WHERE pk … AND version … FOR
+    one locking read per model (``SELECT pk, version … WHERE pk IN (…) FOR
     SHARE``; SQLite takes its write lock) verifies them and keeps them from
     changing until the transaction ends, writing nothing. A changed row raises
     ``RecordModifiedError``, a deleted one ``RecordDeletedError``, naming the
