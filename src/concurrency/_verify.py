@@ -66,9 +66,9 @@ def _verify_model(model: type[Model], using: str, instances: list[Model]) -> Non
     # Refused before anything is sent, as a save of the instance would be.
     held = [(obj, pk.to_python(obj.pk), *core.held_version(obj, field, using)) for obj in instances]
     keys = list(dict.fromkeys(key for _obj, key, _version, _checked in held))
-    sql, params = _sql_select(
-        connection, model, field, [pk.get_db_prep_value(key, connection) for key in keys]
-    )
+    # The keys went through to_python(), which is what preparing them does.
+    prepared = [pk.get_db_prep_value(key, connection, prepared=True) for key in keys]
+    sql, params = _sql_select(connection, model, field, prepared)
     with connection.cursor() as cursor:
         if _needs_write_lock(connection):
             cursor.execute(_sql_write_lock(connection, model, field))
