@@ -140,3 +140,138 @@ class DeadlockTests(TransactionTestCase):
         # then its UPDATE matched no row, an ordinary conflict).
         assert len(attempts) >= 3
         assert sorted(Counter.objects.values_list("value", "version")) == [(2, 3), (2, 3)]
+
+    def test_one_decorated_function_in_both_threads_reports_the_write_conflict(self) -> None:
+        @atomic
+        def shared(body: Any) -> None:
+            body()
+
+        results = self.crossed(shared)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1, results
+        assert isinstance(errors[0], WriteConflictError)
+        assert sorted(Counter.objects.values_list("value", "version")) == [(1, 2), (1, 2)]
+
+    def test_a_decorated_function_calling_itself_reports_the_write_conflict(self) -> None:
+        def recursive(body: Any) -> None:
+            # A decorated function of each thread's own: only the recursion is shared.
+            @atomic
+            def descend(depth: int) -> None:
+                if depth:
+                    descend(depth - 1)
+                else:
+                    body()
+
+            descend(2)
+
+        results = self.crossed(recursive)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1, results
+        assert isinstance(errors[0], WriteConflictError)
+        assert isinstance(errors[0].__cause__, OperationalError)
+        assert sorted(Counter.objects.values_list("value", "version")) == [(1, 2), (1, 2)]
+
+
+@pytest.mark.skipif(
+    settings.VENDOR != "postgresql", reason="REPEATABLE READ refuses a stale write on PostgreSQL"
+)
+class SerializationFailureTests(TransactionTestCase):
+    def test_a_serialization_failure_in_a_decorated_function_is_a_write_conflict(self) -> None:
+        counter = Counter.objects.create(name="a")
+
+        def other_user_writes() -> None:
+            try:
+                Counter.objects.filter(pk=counter.pk).update(value=5)
+            finally:
+                connections.close_all()
+
+        @atomic
+        def increment() -> None:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            row = Counter.objects.get(pk=counter.pk)  # the snapshot is taken here
+            thread = threading.Thread(target=other_user_writes)
+            thread.start()
+            thread.join(WAIT)
+            row.value += 1
+            row.save()
+
+        with pytest.raises(WriteConflictError) as caught:
+            increment()
+        assert isinstance(caught.value.__cause__, OperationalError)
+        assert Counter.objects.values_list("value", flat=True).get(pk=counter.pk) == 5
+        assert not connections["default"].in_atomic_block
+
+
+class DecoratorStateTests(TransactionTestCase):
+    """One decorated function, entered by two threads and by itself: no call leaves state behind."""
+
+    def test_two_threads_in_one_decorated_function_both_commit_and_go_on(self) -> None:
+        first_inside = threading.Event()
+        second_entered = threading.Event()
+
+        @atomic
+        def create(name: str, wait: bool) -> None:
+            Counter.objects.create(name=name)
+            if wait:
+                first_inside.set()
+                assert second_entered.wait(WAIT)
+
+        def signal_first_statement(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            # BEGIN IMMEDIATE on SQLite (which then waits for the first thread), the INSERT elsewhere.
+            second_entered.set()
+            return execute(sql, params, many, context)
+
+        outcomes: dict[str, Any] = {}
+
+        def run(name: str) -> None:
+            connection = connections["default"]
+            try:
+                if name == "first":
+                    create(name, True)
+                else:
+                    assert first_inside.wait(WAIT)
+                    with connection.execute_wrapper(signal_first_statement):
+                        create(name, False)
+                # Out of the block: the next write commits on its own.
+                assert not connection.in_atomic_block
+                Counter.objects.create(name=f"{name} after")
+                outcomes[name] = "ok"
+            except BaseException as exc:
+                outcomes[name] = exc
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("first", "second")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 2)
+            assert not thread.is_alive()
+        assert outcomes == {"first": "ok", "second": "ok"}
+        assert sorted(Counter.objects.values_list("name", flat=True)) == [
+            "first",
+            "first after",
+            "second",
+            "second after",
+        ]
+
+    def test_a_decorated_function_calling_itself_commits_at_its_outermost_call(self) -> None:
+        inside: list[bool] = []
+
+        @atomic
+        def descend(depth: int) -> None:
+            Counter.objects.create(name=f"depth {depth}")
+            inside.append(connections["default"].in_atomic_block)
+            if depth:
+                descend(depth - 1)
+
+        descend(2)
+        assert inside == [True, True, True]
+        assert not connections["default"].in_atomic_block
+        assert sorted(Counter.objects.values_list("name", flat=True)) == ["depth 0", "depth 1", "depth 2"]
+        # The same function again, and a failure inside it, leave nothing open either.
+        with pytest.raises(IntegrityError):
+            descend(0)
+        assert not connections["default"].in_atomic_block
+        assert Counter.objects.count() == 3

@@ -11,11 +11,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.test import TestCase, TransactionTestCase
+from django.test.utils import CaptureQueriesContext
 
 from concurrency.api import disable_concurrency, retry_on_conflict, verify_unchanged
-from concurrency.exceptions import RecordDeletedError, RecordModifiedError
+from concurrency.exceptions import RecordDeletedError, RecordModifiedError, VersionNotLoadedError
 from concurrency.signals import conflict_detected
-from tests.demo.models import Article, Doctor, PlainCounter
+from tests.demo.models import Article, Doctor, ExplicitPk, PlainCounter, TriggerRow, UUIDPk
 
 WAIT = 30  # seconds: generous, so a loaded machine does not fail the race tests
 
@@ -166,11 +167,93 @@ class VerifyTests(TestCase):
         assert attempts == [2, 2]
         assert Doctor.objects.filter(name="Carol").count() == 1
 
+    def test_rows_keyed_by_uuid_or_text_are_verified(self) -> None:
+        for rows in (
+            [UUIDPk.objects.create(name=name) for name in ("a", "b")],
+            [ExplicitPk.objects.create(code=f"code-{name}", name=name) for name in ("a", "b")],
+        ):
+            with self.subTest(type(rows[0]).__name__):
+                with transaction.atomic():
+                    verify_unchanged(*rows)
+                _bump(rows[1])
+                with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+                    verify_unchanged(*rows)
+                assert info.value.target is rows[1]
+                assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_a_row_loaded_without_its_version_is_refused_as_its_save_is(self) -> None:
+        def late() -> Doctor:
+            doctor = Doctor.objects.only("name").get(pk=self.bob.pk)
+            # Loaded now, not with the row.
+            assert doctor.version == Doctor.objects.values_list("version", flat=True).get(pk=self.bob.pk)
+            return doctor
+
+        loads = {
+            "only": lambda: Doctor.objects.only("name").get(pk=self.bob.pk),
+            "defer": lambda: Doctor.objects.defer("version").get(pk=self.bob.pk),
+            "loaded late": late,
+        }
+        for name, load in loads.items():
+            with self.subTest(name):
+                partial = load()
+                _bump(self.bob)  # the row changed after the partial read
+                with pytest.raises(VersionNotLoadedError) as saved, transaction.atomic():
+                    partial.save()
+                with pytest.raises(VersionNotLoadedError) as verified, transaction.atomic():
+                    verify_unchanged(self.alice, partial)
+                assert str(verified.value) == str(saved.value)
+                with pytest.raises(VersionNotLoadedError), verify_unchanged(partial):
+                    pass
+
     def test_the_write_skew_example_refuses_the_last_doctor(self) -> None:
         go_off_call(self.alice.pk)
         with pytest.raises(NotEnoughDoctorsError):
             go_off_call(self.bob.pk)
         assert list(Doctor.objects.values_list("name", "on_call")) == [("Alice", False), ("Bob", True)]
+
+
+class NoWriteTests(TestCase):
+    """Verifying checks and holds the rows; it never writes them."""
+
+    def test_a_trigger_versioned_row_keeps_its_version_and_its_holder_saves(self) -> None:
+        row = TriggerRow.objects.get(pk=TriggerRow.objects.create(name="r").pk)
+        version = row.version
+        with transaction.atomic():
+            verify_unchanged(row)
+            assert TriggerRow.objects.get(pk=row.pk).version == version
+            row.count = 1
+            row.save()
+        assert TriggerRow.objects.values_list("count", "version").get(pk=row.pk) == (1, version + 1)
+        with verify_unchanged(row):
+            row.count = 2
+            row.save()
+        assert TriggerRow.objects.values_list("count", "version").get(pk=row.pk) == (2, version + 2)
+        assert row.version == version + 2
+
+    def test_servers_check_with_one_shared_locking_read(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks: its write lock holds the rows")
+        lock = " LOCK IN SHARE MODE" if connection.display_name == "MariaDB" else " FOR SHARE"
+        alice, bob = Doctor.objects.create(name="Alice"), Doctor.objects.create(name="Bob")
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            verify_unchanged(alice, bob)
+        (sql,) = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
+        assert sql.startswith("SELECT ") and sql.endswith(lock), sql
+
+    def test_postgresql_writes_no_new_row_version(self) -> None:
+        if connection.vendor != "postgresql":
+            pytest.skip("ctid is PostgreSQL's")
+        alice = Doctor.objects.create(name="Alice")
+
+        def ctid() -> str:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT ctid FROM {Doctor._meta.db_table} WHERE id = %s", [alice.pk])
+                return str(cursor.fetchone()[0])
+
+        before = ctid()
+        with transaction.atomic():
+            verify_unchanged(alice)
+        assert ctid() == before
 
 
 @pytest.mark.django_db(transaction=True)
@@ -228,6 +311,47 @@ class TwoConnectionTests(TransactionTestCase):
         thread.join(WAIT)
         assert not thread.is_alive() and outcome == [1]
         assert Doctor.objects.get(pk=self.bob.pk).name == "Robert"
+
+    def test_sqlite_takes_its_write_lock_in_a_deferred_transaction(self) -> None:
+        if connection.vendor != "sqlite":
+            pytest.skip("SQLite's transaction modes")
+        started = threading.Event()
+
+        def write() -> int:
+            started.set()
+            return Doctor.objects.filter(pk=self.bob.pk).update(name="Robert", version=F("version") + 1)
+
+        # As DATABASES["default"]["OPTIONS"]["transaction_mode"] = "DEFERRED" would: BEGIN takes no lock.
+        mode, connection.transaction_mode = connection.transaction_mode, None
+        try:
+            with transaction.atomic():
+                verify_unchanged(self.alice, self.bob)
+                thread, outcome = self._in_thread(write)
+                assert started.wait(WAIT)
+                thread.join(1.0)
+                assert thread.is_alive() and outcome == []
+                assert Doctor.objects.values_list("name", "version").get(pk=self.bob.pk) == ("Bob", 1)
+        finally:
+            connection.transaction_mode = mode
+        thread.join(WAIT)
+        assert not thread.is_alive() and outcome == [1]
+        assert Doctor.objects.get(pk=self.bob.pk).name == "Robert"
+
+    def test_servers_let_two_transactions_verify_the_same_rows_at_once(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer at a time")
+
+        def verify_too() -> str:
+            with transaction.atomic():
+                verify_unchanged(*Doctor.objects.filter(pk__in=[self.alice.pk, self.bob.pk]))
+            return "verified"
+
+        with transaction.atomic():
+            verify_unchanged(self.alice, self.bob)
+            thread, outcome = self._in_thread(verify_too)
+            thread.join(WAIT)
+            # A shared lock: the other reader did not wait for this transaction.
+            assert not thread.is_alive() and outcome == ["verified"]
 
 
 def _skew_is_possible() -> None:

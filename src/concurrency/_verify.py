@@ -1,15 +1,18 @@
 """Guard rows a decision was read from: the machinery of ``api.verify_unchanged``.
 
 A transaction that reads rows A and B and writes only C commits a wrong
-decision if A or B changed in between (write skew). Verifying A and B runs
-the no-op compare-and-swap that checked deletes use::
+decision if A or B changed in between (write skew). Verifying A and B is one
+locking read per model (and database)::
 
-    UPDATE t SET version = version WHERE (pk = 1 AND version = 3) OR (pk = 2 AND version = 5)
+    SELECT pk, version FROM t WHERE pk IN (1, 2) FOR SHARE
 
-one statement per model (and database). Every row it matches is locked until
-the transaction ends, on every backend; a row it does not match was changed or
-deleted, and is reported as a refused save is: ``RecordModifiedError`` or
-``RecordDeletedError`` and the ``conflict_detected`` signal.
+Every row it returns is held until the transaction ends and is not written
+(see below for each backend), so the versions it returns are the ones the rows
+keep: a row at another version than the instance holds, or missing, was
+changed or deleted, and is reported as a refused save is:
+``RecordModifiedError`` or ``RecordDeletedError`` and the ``conflict_detected``
+signal. An instance whose save would be refused before it is sent (a version
+not loaded with the row) is refused the same way, by ``core.held_version``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,7 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from django.db import connections, transaction
-from django.db.models import F, Model
-from django.db.models.sql.constants import ROW_COUNT
-from django.db.models.sql.subqueries import UpdateQuery
-from django.db.models.sql.where import AND
+from django.db.models import Model
 from django.utils.translation import gettext
 
 from . import core
@@ -61,41 +61,76 @@ def verify(instances: Iterable[Model]) -> None:
 
 def _verify_model(model: type[Model], using: str, instances: list[Model]) -> None:
     field = model._concurrencymeta.field  # type: ignore[attr-defined]
-    attname = field.attname
     connection = connections[using]
     pk: Any = model._meta.pk
-    pairs: dict[tuple[Any, Any], Model] = {}
-    for obj in instances:
-        core.settle(obj)
-        pairs.setdefault((pk.to_python(obj.pk), getattr(obj, attname)), obj)
-    query: Any = model._base_manager.using(using).query.chain(UpdateQuery)
-    query.add_update_fields([(field, None, F(attname))])
-    alias = query.get_initial_alias()
-    rows = [(pk.get_db_prep_value(key, connection), version, True) for key, version in pairs]
-    query.where.add(core._KeyedRows(pk.get_col(alias), field.get_col(alias), rows, field), AND)
-    compiler = query.get_compiler(using)
-    if core._can_update_returning(connection):
-        sql, params = compiler.as_sql()
-        qn = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {qn(pk.column)}, {qn(field.column)}", params)
-            matched = {(pk.to_python(key), version) for key, version in cursor.fetchall()}
-        if len(matched) == len(pairs):
-            return
+    # Refused before anything is sent, as a save of the instance would be.
+    held = [(obj, pk.to_python(obj.pk), *core.held_version(obj, field, using)) for obj in instances]
+    keys = list(dict.fromkeys(key for _obj, key, _version, _checked in held))
+    # The keys went through to_python(), which is what preparing them does.
+    prepared = [pk.get_db_prep_value(key, connection, prepared=True) for key in keys]
+    sql, params = _sql_select(connection, model, field, prepared)
+    with connection.cursor() as cursor:
+        if _needs_write_lock(connection):
+            cursor.execute(_sql_write_lock(connection, model, field))
+        cursor.execute(sql + _sql_share_lock(connection), params)
+        # The versions of the rows as this statement locked them: none can
+        # change between this comparison and the end of the transaction.
+        current = {pk.to_python(key): version for key, version in cursor.fetchall()}
+    for obj, key, version, checked in held:
+        stored = current.get(key, _GONE)
+        if checked and stored != (version if version is None else field.to_python(version)):
+            _refuse(obj, version, None if stored is _GONE else stored, stored is _GONE)
+
+
+# --- Holding the verified rows until the transaction ends, without writing them ---
+# PostgreSQL, MariaDB and MySQL: a shared row lock taken by the SELECT whose
+# versions are compared. Other writers of the rows wait for the transaction;
+# other readers, verifying ones too, do not. A row changed meanwhile is read as
+# it is now (under READ COMMITTED, a SELECT that waited for a writer returns the
+# row the writer left; InnoDB's locking reads see the latest version, not the
+# snapshot; PostgreSQL's REPEATABLE READ refuses with a serialization failure).
+# SQLite has no row locks: it takes its one write lock, which BEGIN IMMEDIATE
+# has already taken; an UPDATE that matches no row takes it in a DEFERRED
+# transaction without running any trigger.
+
+_SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "MySQL": " FOR SHARE"}
+
+
+def _sql_select(connection: Any, model: type[Model], field: Any, keys: list[Any]) -> tuple[str, list[Any]]:
+    """Return ``SELECT pk, version FROM table WHERE pk IN (…)`` and its parameters."""
+    qn = connection.ops.quote_name
+    key = qn(model._meta.pk.column)  # type: ignore[union-attr]
+    if connection.vendor == "postgresql":
+        # One array parameter: binding a hundred costs the client more than the lock costs the server.
+        where, params = f"{key} = ANY(%s)", [keys]
     else:
-        # MySQL/MariaDB count matched rows (Django sets CLIENT.FOUND_ROWS), and
-        # one pk held at two versions cannot match twice.
-        if compiler.execute_sql(ROW_COUNT) == len(pairs) == len({key for key, _version in pairs}):
-            return
-    # A locking read: under REPEATABLE READ (MariaDB) a plain SELECT would
-    # answer from the transaction's snapshot, which predates the change.
-    with transaction.atomic(using=using, savepoint=False):
-        locked = model._base_manager.using(using).select_for_update()  # type: ignore[attr-defined]
-        current = dict(locked.filter(pk__in={key for key, _version in pairs}).values_list("pk", attname))
-    for obj in instances:
-        key, version = pk.to_python(obj.pk), getattr(obj, attname)
-        if current.get(key, _GONE) != version:
-            _refuse(obj, version, current.get(key), key not in current)
+        where, params = f"{key} IN ({', '.join(['%s'] * len(keys))})", keys
+    return f"SELECT {key}, {qn(field.column)} FROM {qn(model._meta.db_table)} WHERE {where}", params
+
+
+def _sql_share_lock(connection: Any) -> str:
+    """Return the clause that makes a SELECT hold its rows until the transaction ends."""
+    if connection.vendor == "sqlite":
+        return ""
+    try:
+        return _SHARE_LOCK[connection.display_name]
+    except KeyError:
+        # Another backend: an exclusive lock, which also writes nothing.
+        return " " + connection.ops.for_update_sql()
+
+
+def _needs_write_lock(connection: Any) -> bool:
+    """Return whether verifying on SQLite must take the write lock the transaction lacks."""
+    if connection.vendor != "sqlite" or connection.get_autocommit():
+        return False
+    return not (connection.in_atomic_block and connection.transaction_mode in ("IMMEDIATE", "EXCLUSIVE"))
+
+
+def _sql_write_lock(connection: Any, model: type[Model], field: Any) -> str:
+    """Return an UPDATE that takes SQLite's write lock and changes no row."""
+    qn = connection.ops.quote_name
+    column = qn(field.column)
+    return f"UPDATE {qn(model._meta.db_table)} SET {column} = {column} WHERE 1 = 0"
 
 
 def _refuse(instance: Model, version: Any, db_version: Any, deleted: bool) -> NoReturn:

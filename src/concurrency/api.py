@@ -172,12 +172,14 @@ def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
     """Check that the rows of ``instances`` still hold their versions, and lock them.
 
     For rows a decision was read from but that are not written (write skew):
-    one no-op ``UPDATE … SET version = version WHERE pk … AND version …`` per
-    model verifies them and keeps them from changing until the transaction
-    ends. A changed row raises ``RecordModifiedError``, a deleted one
-    ``RecordDeletedError``, naming the first such instance; ``retry_on_conflict``
-    retries the former. Call it inside ``atomic()``; outside a transaction the
-    rows are locked only for the statement.
+    one locking read per model (``SELECT pk, version … WHERE pk IN (…) FOR
+    SHARE``; SQLite takes its write lock) verifies them and keeps them from
+    changing until the transaction ends, writing nothing. A changed row raises
+    ``RecordModifiedError``, a deleted one ``RecordDeletedError``, naming the
+    first such instance; ``retry_on_conflict`` retries the former. An instance
+    loaded without its version raises ``VersionNotLoadedError``, as its save
+    would. Call it inside ``atomic()``; outside a transaction the rows are
+    locked only for the statement.
 
     The value returned is also a context manager: ``with verify_unchanged(a, b):``
     runs its block in ``atomic()`` and verifies the instances again at exit,

@@ -15,14 +15,14 @@ same ``except`` (and ``retry_on_conflict``, which uses it) handles both::
         item.stock += 1
         item.save()
 
-It is Django's ``atomic`` otherwise. Only the outermost block can report the
-rollback: a savepoint cannot outlive its transaction, so nested blocks let the
-error through to it.
+It is Django's ``atomic`` otherwise, decorator form included: one decorated
+function may run in many threads at once and call itself. Only the outermost
+block can report the rollback: a savepoint cannot outlive its transaction, so
+nested blocks let the error through to it.
 """
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -38,11 +38,12 @@ __all__ = ["atomic", "is_write_conflict"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Versioned instances saved inside the outermost ``atomic()`` blocks of this
-# thread or task: (instance, database alias, version before the save).
-_saved: contextvars.ContextVar[list[tuple[Any, str, Any]] | None] = contextvars.ContextVar(
-    "concurrency_saved_in_transaction", default=None
-)
+# The state of this library's ``atomic()`` blocks open on a connection (Django
+# gives each thread and task its own), innermost last: for an outermost block,
+# the versioned instances saved inside it as (instance, database alias, version
+# before the save); None for a nested block. Nothing is kept on the ``Atomic``
+# object, which one decorated function shares between threads and recursion.
+_BLOCKS = "_concurrency_atomic_blocks"
 
 # MariaDB/MySQL: ER_LOCK_DEADLOCK, what Galera answers for a certification failure.
 _MYSQL_CODES = frozenset({1213})
@@ -63,11 +64,11 @@ def is_write_conflict(error: BaseException, using: str = DEFAULT_DB_ALIAS) -> bo
 
 
 def _note_save(sender: Any, instance: Any, raw: bool = False, using: str = "", **kwargs: Any) -> None:
-    saved = _saved.get()
+    blocks = getattr(connections[using], _BLOCKS, None)
     options = getattr(sender, "_concurrencymeta", None)
-    if saved is None or options is None or raw or instance._state.adding:
+    if not blocks or blocks[0] is None or options is None or raw or instance._state.adding:
         return
-    saved.append((instance, using, getattr(instance, options.field.attname)))
+    blocks[0].append((instance, using, getattr(instance, options.field.attname)))
 
 
 _listening = False
@@ -85,18 +86,17 @@ class Atomic(django_transaction.Atomic):
 
     def __enter__(self) -> None:
         connection = django_transaction.get_connection(self.using)
-        self._outermost = not connection.in_atomic_block
-        if self._outermost:
-            if not _listening:
-                _listen()
-            self._token = _saved.set([])
+        outermost = not connection.in_atomic_block
+        if outermost and not _listening:
+            _listen()
         super().__enter__()
+        blocks = connection.__dict__.setdefault(_BLOCKS, [])
+        blocks.append([] if outermost else None)
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        if not self._outermost:
+        saved = getattr(django_transaction.get_connection(self.using), _BLOCKS).pop()
+        if saved is None:
             return super().__exit__(exc_type, exc_value, traceback)
-        saved = _saved.get() or []
-        _saved.reset(self._token)
         using = self.using or DEFAULT_DB_ALIAS
         try:
             super().__exit__(exc_type, exc_value, traceback)
