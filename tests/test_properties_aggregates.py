@@ -313,10 +313,12 @@ class Aggregates(RuleBasedStateMachine):
         user.seen, user.fresh = self.committed[o], False
         self.counts["steps"] += 1
 
-    @rule(index=st.integers(0, USERS - 1), op=st.sampled_from(HELD))
-    def held_write(self, index: int, op: str) -> None:
+    @rule(index=st.integers(0, USERS - 1), op=st.sampled_from(HELD), reload=st.booleans())
+    def held_write(self, index: int, op: str, reload: bool) -> None:
         self.counts["steps"] += 1
         user = self.users[index]
+        if reload and user.order is not None:
+            self.load(index, user.order)
         if user.instance is None:
             return
         self.counts[op] += 1
