@@ -17,7 +17,7 @@ from django.core.checks import Error
 from django.db import connection, models, transaction
 from django.db.models import OuterRef, Subquery
 from django.test import TestCase, TransactionTestCase
-from django.test.utils import CaptureQueriesContext, isolate_apps
+from django.test.utils import isolate_apps
 
 from concurrency.aggregates import _check_declaration
 from concurrency.api import concurrency_disable_increment
@@ -235,21 +235,32 @@ class PathTests(TransactionTestCase):
         assert self.versions() == (3, 5)
         assert Task.objects.count() == 2
 
-    def test_deleting_the_root_deletes_its_children_without_moving_it(self) -> None:
+    def test_deleting_the_root_deletes_its_children(self) -> None:
         OrderLine.objects.create(order_id=self.a.pk, product="bolt")
         shipment = Shipment.objects.create(order_id=self.a.pk)
         Parcel.objects.create(shipment=shipment)
         a = Order.objects.get(pk=self.a.pk)
-        with CaptureQueriesContext(connection) as queries:
-            a.delete()
-        table = connection.ops.quote_name(Order._meta.db_table)
-        assert not [
-            q
-            for q in queries.captured_queries
-            if q["sql"].startswith(f"UPDATE {table} SET") and "+" in q["sql"]
-        ]
+        a.delete()
         assert not Order.objects.filter(pk=self.a.pk).exists()
-        assert not Shipment.objects.exists()
+        assert not Shipment.objects.exists() and not Parcel.objects.exists()
+        assert not OrderLine.objects.exists()
+
+    def test_a_refused_delete_of_the_root_does_not_stop_its_children_moving_it(self) -> None:
+        stale = Order.objects.get(pk=self.a.pk)
+        Order.objects.get(pk=self.a.pk).save()
+        with transaction.atomic():
+            with pytest.raises(RecordModifiedError):
+                stale.delete()
+            OrderLine.objects.create(order_id=self.a.pk, product="bolt")
+        assert version(self.a) == 3
+
+    def test_save_with_update_fields_moves_the_root_the_row_has(self) -> None:
+        line = OrderLine.objects.create(order_id=self.a.pk, product="bolt")
+        line = OrderLine.objects.get(pk=line.pk)
+        line.order_id = self.b.pk  # changed in memory, not saved
+        line.quantity = 3
+        line.save(update_fields=["quantity"])
+        assert self.versions() == (3, 1)
 
     # -- keys and nesting ---------------------------------------------------------------------
 

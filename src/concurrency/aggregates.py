@@ -135,11 +135,6 @@ def register() -> None:
                 pre_save.connect(_saving, sender=klass, dispatch_uid=uid)
                 pre_delete.connect(_child_deleted, sender=klass, dispatch_uid=uid)
             if issubclass(klass, root):
-                pre_delete.connect(
-                    _root_deleted,
-                    sender=klass,
-                    dispatch_uid=f"concurrency.aggregate_root.{klass._meta.label}",
-                )
                 post_save.connect(
                     _root_created,
                     sender=klass,
@@ -195,11 +190,15 @@ def _write(compiler: Any, kind: str, write: Callable[[], Any], instance: Any, us
     elif kind == "update":
         found, value = _set_value(query, fk)
         if instance is not None:
-            _root_of(instance, fk, values, holders)
             loaded = instance.__dict__.get(_LOADED, _UNKNOWN)
             current = instance.__dict__.get(fk.attname, _UNKNOWN)
-            if current is _UNKNOWN or (found and (instance._state.adding or loaded != current)):
-                # A move, or a row this instance was not loaded from: its roots now.
+            # The row points where the instance was loaded from, and still does in memory.
+            known = not instance._state.adding and current is not _UNKNOWN and loaded == current
+            if found or known:
+                # The root the row will point to (checked where the instance holds it).
+                _root_of(instance, fk, values, holders)
+            if not known:
+                # A move, or a row this instance was not loaded from: the roots it has now.
                 among = _rows(query, using)
         else:
             if found and hasattr(value, "resolve_expression"):
@@ -419,13 +418,6 @@ def _root_created(sender: Any, instance: models.Model, created: bool, using: str
         field = instance._concurrencymeta.field  # type: ignore[attr-defined]
         version = instance.__dict__.get(field.attname)
         core.record_root_write(field.model, instance.pk, using, version, version, by_child=False)
-
-
-def _root_deleted(sender: Any, instance: models.Model, using: str, **kwargs: Any) -> None:
-    """A root being deleted: its children deleted with it need not move it."""
-    field = instance._concurrencymeta.field  # type: ignore[attr-defined]
-    version = instance.__dict__.get(field.attname)
-    core.record_root_write(field.model, instance.pk, using, version, version, by_child=False)
 
 
 # -- the public queryset ------------------------------------------------------------------
