@@ -383,10 +383,12 @@ class Aggregates(RuleBasedStateMachine):
                 user.fresh = False
             self.tx = None
 
-    @rule(index=st.integers(0, USERS - 1))
-    def two_threads_in_the_decorated_function(self, index: int) -> None:
+    @rule(draw=st.integers(0, 3))
+    def two_threads_in_the_decorated_function(self, draw: int) -> None:
         """Another thread saves order 1 through the same decorated function while this one writes order 0."""
         self.counts["steps"] += 1
+        if draw:
+            return  # one draw in four: the other rules get the steps
         self.counts["two threads"] += 1
         barrier = threading.Barrier(2, timeout=WAIT)
         errors: list[BaseException] = []
