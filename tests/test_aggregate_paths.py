@@ -208,14 +208,14 @@ class PathTests(TransactionTestCase):
             a.tasks.remove(tasks[0], bulk=bulk)
             assert version(self.a) == start + 1
             a = Order.objects.get(pk=self.a.pk)
-            first = Task.objects.get(pk=tasks[0].pk)
+            first = Task.objects.using("default").get(pk=tasks[0].pk)  # the primary: add() wants its database
             a.tasks.set([first], bulk=bulk)  # tasks[1] leaves, tasks[0] comes back
             assert version(self.a) == start + 2
             a = Order.objects.get(pk=self.a.pk)
             a.tasks.clear(bulk=bulk)
             assert version(self.a) == start + 3
             b = Order.objects.get(pk=self.b.pk)
-            b.tasks.set(Task.objects.filter(pk__in=[t.pk for t in tasks]), bulk=bulk)
+            b.tasks.set(Task.objects.using("default").filter(pk__in=[t.pk for t in tasks]), bulk=bulk)
             assert version(self.b) == 2
             Task.objects.all().delete()
 
