@@ -445,7 +445,8 @@ def save_update(
             set_written_version(instance, using, old, rows[0][-1])
             rows = [row[:-1] for row in rows]
         else:
-            set_written_version(instance, using, old, new if known is None else known)
+            written = new_values if checked and bump else None
+            set_written_version(instance, using, old, new if known is None else known, written)
         return rows
     if not checked:
         return rows
@@ -543,13 +544,18 @@ class _Write(NamedTuple):
     new: Any
 
 
-def set_written_version(instance: Model, using: str, old: Any, new: Any) -> None:
+def set_written_version(
+    instance: Model, using: str, old: Any, new: Any, written: list[tuple[Any, Any, Any]] | None = None
+) -> None:
     """Give ``instance`` the version ``new`` that a write on ``using`` stored over ``old``.
 
     Every write path that changes the version an instance holds calls this,
-    so that a rollback undoes it on the instance too.
+    so that a rollback undoes it on the instance too. ``written`` are the
+    values of a checked, incremented save (``save_update``): the row the
+    instance was loaded with follows them; any other write forgets that row.
     """
     _track_write(instance, using, old, new)
+    _follow_row(instance, old, new, written)
     options = instance._concurrencymeta  # type: ignore[attr-defined]
     if options.is_root and new != old:
         record_root_write(options.field.model, instance.pk, using, new, new, by_child=False)
@@ -604,6 +610,8 @@ def settle(instance: Model) -> None:
             kept.pop()
             if data.get(attname) == write.new:
                 data[attname] = write.old
+            # The row followed the write: the version it is known at was never committed.
+            forget_loaded_row(instance)
     # A new tuple: copies of the instance keep their own history.
     if kept:
         if len(kept) != len(writes):
@@ -615,6 +623,122 @@ def settle(instance: Model) -> None:
 def forget_writes(instance: Model) -> None:
     """Drop what was tracked: the version was set from outside (refresh, form, assignment)."""
     instance.__dict__.pop(WRITES, None)
+
+
+# --- The row an instance was loaded with ---------------------------------------
+# A ConditionalVersionField decides in the client whether a save bumps the
+# version, from the values its instance was loaded with (``update_version``).
+# That is exact because a write checked with ``WHERE version = <old>`` can only
+# match the row as it was at that version: every other write that changes a
+# checked field moves the version (a save, VersionedQuerySet.update(),
+# bulk_update(), the many-to-many touch, the unchecked writes of
+# disable_concurrency(), which compare with the row in SQL). Writes that change
+# checked fields without moving the version (concurrency_disable_increment(),
+# a plain QuerySet.update(), raw SQL) are outside that promise, as they are
+# for the version check itself (docs/guide/conditional.rst).
+#
+# ``from_db`` keeps a reference to the values the instance was built from, not
+# a copy, on its ``_state``. The row is trusted only while the instance holds
+# the version it was loaded (or last saved by ``save_update``) at: assigning
+# the version, a rolled-back write and every other write forget it, and an
+# instance without it (created, deferred fields, unpickled) is compared in SQL.
+
+ROW = "_concurrency_loaded_row"
+# model -> {attname: position of its value in the row ``from_db`` was given}
+_positions: dict[type[Model], dict[str, int]] = {}
+
+
+class _Row:
+    """The values a loaded instance was built from, by concrete field; never pickled."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A memoryview does not pickle, and an unpickled copy may outlive the
+        # version it was loaded at: the copy compares in SQL.
+        return (_no_row, ())
+
+    def __copy__(self) -> _Row:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Row:
+        return self
+
+
+def _no_row() -> None:
+    return None
+
+
+def keep_loaded_rows(model: Any) -> None:
+    """Make ``model.from_db`` keep the row each instance is built from (see ``loaded_row``)."""
+    from_db = model.from_db
+    if getattr(from_db, "_concurrency_keeps_row", False):
+        return
+    build = from_db.__func__
+
+    def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any]) -> Any:
+        instance = build(cls, db, field_names, values)
+        if len(values) == len(cls._meta.concrete_fields):  # deferred fields: compared in SQL
+            instance._state.__dict__[ROW] = _Row(values)
+        return instance
+
+    from_db_keeping_row._concurrency_keeps_row = True  # type: ignore[attr-defined]
+    model.from_db = classmethod(from_db_keeping_row)
+
+
+def _positions_of(model: type[Model]) -> dict[str, int]:
+    try:
+        return _positions[model]
+    except KeyError:
+        positions = {f.attname: i for i, f in enumerate(model._meta.concrete_fields)}
+        _positions[model] = positions
+        return positions
+
+
+def loaded_row(instance: Model, version: Any) -> tuple[Sequence[Any], dict[str, int]] | None:
+    """Return the row ``instance`` was loaded with at ``version`` and the position of each attname.
+
+    None when it keeps no row, or one known at another version.
+    """
+    row = instance._state.__dict__.get(ROW)
+    if row is None:
+        return None
+    positions = _positions_of(type(instance))
+    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+    if row.values[positions[attname]] != version:
+        return None
+    return row.values, positions
+
+
+def forget_loaded_row(instance: Model) -> None:
+    """Drop the row ``instance`` was loaded with: it may no longer be the row at its version."""
+    instance._state.__dict__.pop(ROW, None)
+
+
+def _follow_row(instance: Model, old: Any, new: Any, written: list[tuple[Any, Any, Any]] | None) -> None:
+    """After a write of ``instance`` from ``old`` to ``new``, keep the row it holds at ``new``, or forget it."""
+    state = instance._state.__dict__
+    if ROW not in state:
+        return
+    loaded = loaded_row(instance, old) if written is not None else None
+    if loaded is None:
+        del state[ROW]
+        return
+    if new == old:
+        # Nothing checked changed: the row is the one loaded (unchecked fields are never compared).
+        return
+    values, positions = loaded
+    row = list(values)
+    for field, _model, value in written:  # type: ignore[union-attr]
+        if hasattr(value, "resolve_expression"):
+            del state[ROW]  # only the database knows what it stored
+            return
+        row[positions[field.attname]] = value
+    row[positions[instance._concurrencymeta.field.attname]] = new  # type: ignore[attr-defined]
+    state[ROW] = _Row(row)
 
 
 # --- Versions of aggregate roots moved in the current transaction -------------

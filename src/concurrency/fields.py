@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 import time
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.apps import apps as global_apps
@@ -61,6 +64,10 @@ class _VersionAttribute(DeferredAttribute):
             del data[core.WRITES]
         if core.LATE in data:
             del data[core.LATE]
+        state = data.get("_state")
+        if state is not None and core.ROW in state.__dict__:
+            # The row it was loaded with may not be the row at this version.
+            del state.__dict__[core.ROW]
 
 
 class VersionField(models.BigIntegerField):
@@ -438,18 +445,46 @@ class _BumpIfChanged(Expression):
         return "CASE WHEN " + " OR ".join(sql) + end, params
 
 
+# Types whose equality in Python is equality of what the database stores, and
+# whose values cannot change in place: a loaded value of one of them can stand
+# for the row's (text compares code point for code point, as the SQL compares
+# bytes). Anything else (JSON containers, memoryview, FieldFile, enums, str
+# subclasses) is compared by the database.
+_IMMUTABLE = frozenset(
+    {
+        str,
+        int,
+        bool,
+        float,
+        Decimal,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        uuid.UUID,
+        bytes,
+    }
+)
+
+
 class ConditionalVersionField(AutoIncVersionField):
     """An AutoInc version bumped only when a checked field changes.
 
     The checked fields are ``ConcurrencyMeta.check_fields``, or every field
     (many-to-many ones included) but the version and
-    ``ConcurrencyMeta.ignore_fields``. Loading rows costs nothing: no values
-    are kept per instance. Instead the UPDATE itself compares each checked
-    column with the value written to it, ``SET version = CASE WHEN <a column
-    changed> THEN version + 1 ELSE version END``, and the stored version is
-    read back. A save is checked against the version even when it does not
-    bump it. Changing the membership of a checked many-to-many field bumps the
-    version at once (checked, for the instance in hand).
+    ``ConcurrencyMeta.ignore_fields``. A checked save of an instance loaded
+    from the database compares the values written with the values it was
+    loaded with (a reference to the row, kept by ``from_db``): the row matched
+    by ``WHERE version = <old>`` is that row, as every change of a checked
+    field moves the version. The UPDATE is then a plain one, with or without
+    the next version. Otherwise (an instance that was not loaded, an unchecked
+    write, expressions, values whose types Python cannot compare as the
+    database does) the UPDATE itself compares each checked column with the
+    value written to it, ``SET version = CASE WHEN <a column changed> THEN
+    version + 1 ELSE version END``, and the stored version is read back. A
+    save is checked against the version even when it does not bump it.
+    Changing the membership of a checked many-to-many field bumps the version
+    at once (checked, for the instance in hand).
     """
 
     version_from_db = True
@@ -522,6 +557,10 @@ class ConditionalVersionField(AutoIncVersionField):
         if not incremented:
             return old
         checked = self.checked_fields(type(instance))
+        # Decided here when the write is checked (WHERE version = old) and the
+        # instance holds the row it was loaded with at that version.
+        loaded = core.loaded_row(instance, old) if old and core.is_checked(instance) else None
+        changed = False
         pairs = []
         plain = True
         for field, _model, value in values:
@@ -529,7 +568,19 @@ class ConditionalVersionField(AutoIncVersionField):
                 pairs.append((field, value))
                 if plain and hasattr(value, "resolve_expression"):
                     plain = False
-        return _BumpIfChanged(self, pairs, plain) if pairs else old
+                if loaded is not None and not changed:
+                    before = loaded[0][loaded[1][field.attname]]
+                    if value is None or before is None:
+                        changed = value is not before  # NULL and a value differ, as in IS DISTINCT FROM
+                    elif type(value) is type(before) and type(value) in _IMMUTABLE:
+                        changed = value != before
+                    else:
+                        loaded = None
+        if not pairs:
+            return old
+        if loaded is not None:
+            return self.next_version(instance, old) if changed else old
+        return _BumpIfChanged(self, pairs, plain)
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
@@ -545,6 +596,8 @@ def _manage(model: Any, field: VersionField) -> None:
     core.keep_transaction_usable(model)
     if isinstance(field, TriggerVersionField):
         _accept_refetch(model)
+    if isinstance(field, ConditionalVersionField):
+        core.keep_loaded_rows(model)
     if model._meta.apps is not global_apps:
         # A historical model rendered by migrations: saves are checked, but
         # deletes are not, so that long migrate runs leave no receivers behind.
