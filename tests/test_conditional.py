@@ -164,7 +164,8 @@ def _compared_in_sql(sql: str) -> bool:
 
 
 def _one_update(ctx: CaptureQueriesContext) -> str:
-    writes = _writes(ctx)
+    # Transaction control is not a statement of the save (plain Django's atomic() has it too).
+    writes = [sql for sql in _writes(ctx) if not sql.startswith(("BEGIN", "COMMIT"))]
     assert len(writes) == 1 and writes[0].startswith("UPDATE"), writes
     return writes[0]
 
