@@ -16,8 +16,11 @@ compare-and-swap spends its time (see bench/save.py).
 from __future__ import annotations
 
 import contextvars
+import datetime
 import functools
+import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from django.db import NotSupportedError, connections, router, transaction
@@ -333,13 +336,19 @@ def held_version(instance: Any, field: VersionField, using: str) -> tuple[Any, b
 
 def _loaded_version(instance: Any, field: VersionField) -> tuple[Any, bool]:
     if not is_checked(instance):
+        # Unchecked, the write may meet the row at any version: the row the
+        # instance was loaded with says nothing about it (compared in SQL).
+        forget_loaded_row(instance)
         return getattr(instance, field.attname), False
     data = instance.__dict__
     if field.attname not in data or LATE in data:
         raise VersionNotLoadedError(instance)
     settle(instance)
     old = data[field.attname]
-    return old, bool(old or conf.VERSION_FIELD_REQUIRED)
+    if old or conf.VERSION_FIELD_REQUIRED:
+        return old, True
+    forget_loaded_row(instance)
+    return old, False
 
 
 def storable(version: Any) -> bool:
@@ -644,6 +653,27 @@ def forget_writes(instance: Model) -> None:
 # instance without it (created, deferred fields, unpickled) is compared in SQL.
 
 ROW = "_concurrency_loaded_row"
+# Types whose equality in Python is equality of what the database stores, and
+# whose values cannot change in place: a loaded value of one of them stands for
+# the row's (text compares code point for code point, as the SQL compares
+# bytes). Anything else (JSON containers, memoryview, FieldFile, enum members,
+# str subclasses, expressions) is compared by the database.
+IMMUTABLE_TYPES = frozenset(
+    {
+        type(None),
+        str,
+        int,
+        bool,
+        float,
+        Decimal,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        uuid.UUID,
+        bytes,
+    }
+)
 # model -> {attname: position of its value in the row ``from_db`` was given}
 _positions: dict[type[Model], dict[str, int]] = {}
 
@@ -733,7 +763,7 @@ def _follow_row(instance: Model, old: Any, new: Any, written: list[tuple[Any, An
     values, positions = loaded
     row = list(values)
     for field, _model, value in written:  # type: ignore[union-attr]
-        if hasattr(value, "resolve_expression"):
+        if type(value) not in IMMUTABLE_TYPES and hasattr(value, "resolve_expression"):
             del state[ROW]  # only the database knows what it stored
             return
         row[positions[field.attname]] = value

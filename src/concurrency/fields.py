@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import re
 import time
-import uuid
-from decimal import Decimal
 from typing import Any
 
 from django.apps import apps as global_apps
@@ -445,28 +442,6 @@ class _BumpIfChanged(Expression):
         return "CASE WHEN " + " OR ".join(sql) + end, params
 
 
-# Types whose equality in Python is equality of what the database stores, and
-# whose values cannot change in place: a loaded value of one of them can stand
-# for the row's (text compares code point for code point, as the SQL compares
-# bytes). Anything else (JSON containers, memoryview, FieldFile, enums, str
-# subclasses) is compared by the database.
-_IMMUTABLE = frozenset(
-    {
-        str,
-        int,
-        bool,
-        float,
-        Decimal,
-        datetime.date,
-        datetime.datetime,
-        datetime.time,
-        datetime.timedelta,
-        uuid.UUID,
-        bytes,
-    }
-)
-
-
 class ConditionalVersionField(AutoIncVersionField):
     """An AutoInc version bumped only when a checked field changes.
 
@@ -557,10 +532,34 @@ class ConditionalVersionField(AutoIncVersionField):
         if not incremented:
             return old
         checked = self.checked_fields(type(instance))
-        # Decided here when the write is checked (WHERE version = old) and the
-        # instance holds the row it was loaded with at that version.
-        loaded = core.loaded_row(instance, old) if old and core.is_checked(instance) else None
-        changed = False
+        # Decided here when the instance holds the row it was loaded with at
+        # ``old``, which a checked write (WHERE version = old) can only meet
+        # (an unchecked one forgets it: core._loaded_version).
+        loaded = core.loaded_row(instance, old)
+        if loaded is not None:
+            row, positions = loaded
+            immutable = core.IMMUTABLE_TYPES
+            written = changed = False
+            for field, _model, value in values:
+                if field.name not in checked:
+                    continue
+                written = True
+                before = row[positions[field.attname]]
+                kind = type(value)
+                if kind is type(before) and kind in immutable:
+                    if value is before or value == before:
+                        continue
+                elif value is not None and before is not None:
+                    break  # compared by the database
+                # A different value, or NULL and a value (IS DISTINCT FROM).
+                changed = True
+                break
+            else:
+                if not written:
+                    return old
+                return self.next_version(instance, old) if changed else old
+            if changed:
+                return self.next_version(instance, old)
         pairs = []
         plain = True
         for field, _model, value in values:
@@ -568,19 +567,7 @@ class ConditionalVersionField(AutoIncVersionField):
                 pairs.append((field, value))
                 if plain and hasattr(value, "resolve_expression"):
                     plain = False
-                if loaded is not None and not changed:
-                    before = loaded[0][loaded[1][field.attname]]
-                    if value is None or before is None:
-                        changed = value is not before  # NULL and a value differ, as in IS DISTINCT FROM
-                    elif type(value) is type(before) and type(value) in _IMMUTABLE:
-                        changed = value != before
-                    else:
-                        loaded = None
-        if not pairs:
-            return old
-        if loaded is not None:
-            return self.next_version(instance, old) if changed else old
-        return _BumpIfChanged(self, pairs, plain)
+        return _BumpIfChanged(self, pairs, plain) if pairs else old
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
