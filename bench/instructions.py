@@ -39,6 +39,11 @@ VARIANTS = [
 ]
 
 
+# Models whose loading is counted too: list() of LOAD_ROWS rows, per row.
+LOADS = ("Plain", "Conditional")
+LOAD_ROWS = 1000
+
+
 def measure(db: str, saves: int) -> None:
     """Run the phases (under callgrind): a marker before each, nothing printed."""
     import _setup
@@ -73,6 +78,13 @@ def measure(db: str, saves: int) -> None:
         cycles(name, changed, atomic, False, saves)
         os.getppid()
         cycles(name, changed, atomic, True, saves)
+    for name in LOADS:
+        os.getppid()  # the end of the previous phase
+        model = models[name]
+        model.objects.bulk_create(model(name=f"bulk{i}", amount=i, note="x" * 20) for i in range(LOAD_ROWS - 10))
+        list(model.objects.all())
+        os.getppid()
+        assert len(list(model.objects.all())) == LOAD_ROWS
     os.getppid()
 
 
@@ -105,7 +117,10 @@ def run(db: str, saves: int) -> dict[str, Any]:
     per_save = {
         label: (phases[2 * i + 1] - phases[2 * i]) / saves for i, (label, *_rest) in enumerate(VARIANTS)
     }
-    return {"db": db, "per_save": per_save}
+    # After the saves: (insert the rows, load them) per model.
+    loads = totals[1 + 2 * len(VARIANTS) :][1 : 2 * len(LOADS) : 2]
+    per_row = {name: ir / LOAD_ROWS for name, ir in zip(LOADS, loads, strict=True)}
+    return {"db": db, "per_save": per_save, "per_row": per_row}
 
 
 def main() -> None:
@@ -129,6 +144,12 @@ def main() -> None:
             ir = r["per_save"][label]
             cells.append(f"{ir / 1000:>9.0f}k" + (f" ({ir / r['per_save'][base]:.3f}×)" if base else " " * 9))
         print(f"{label:<38}" + "".join(f"{c:>22}" for c in cells))
+    for name in LOADS:
+        cells = []
+        for r in results:
+            ir = r["per_row"][name]
+            cells.append(f"{ir / 1000:>9.1f}k ({ir / r['per_row'][LOADS[0]]:.3f}×)")
+        print(f"{'load, per row: ' + name:<38}" + "".join(f"{c:>22}" for c in cells))
     print(json.dumps(results))
 
 

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from django import forms
 from django.db import connection, connections, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -18,6 +19,7 @@ from concurrency.api import concurrency_disable_increment, disable_concurrency
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import ConditionalVersionField
 from concurrency.managers import VersionedManager
+from concurrency.signing import sign_version
 from tests.demo.models import (
     Category,
     CheckFieldsArticle,
@@ -259,9 +261,20 @@ class LoadedRowTests(TestCase):
         assert _compared_in_sql(sql)
         assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("t", 3)
 
-    def test_assigning_the_version_forgets_the_row(self) -> None:
-        self.article.version = 1
+    def test_assigning_another_version_forgets_the_row(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.title = "theirs"
+        other.save()
+        self.article.version = 2  # as a form of the newer row would
+        self.article.title = "t"
         assert _compared_in_sql(self._save(self.article))
+        assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("t", 3)
+
+    def test_the_version_posted_back_keeps_the_row(self) -> None:
+        self.article.version = 1  # a form posting the version the instance was loaded at
+        self.article.title = "new"
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 2 == _stored(self.article)
 
     def test_a_rolled_back_write_forgets_the_row_it_wrote(self) -> None:
         other = ConditionalArticle.objects.get(pk=self.article.pk)
@@ -276,6 +289,16 @@ class LoadedRowTests(TestCase):
         self.article.title = "mine"  # what the rolled-back write held at version 2
         assert _compared_in_sql(self._save(self.article))
         assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("mine", 3)
+
+    def test_a_model_form_save_is_a_plain_update(self) -> None:
+        form_class = forms.modelform_factory(ConditionalArticle, fields=["title", "body", "version"])
+        data = {"title": "new", "body": "b", "version": sign_version(ConditionalArticle, self.article.pk, 1)}
+        form = form_class(data, instance=self.article)
+        assert form.is_valid(), form.errors
+        with CaptureQueriesContext(connection) as ctx:
+            form.save()
+        assert not _compared_in_sql(_one_update(ctx))
+        assert self.article.version == 2 == _stored(self.article)
 
     def test_copies_and_pickles(self) -> None:
         twin = copy.copy(self.article)

@@ -678,13 +678,10 @@ IMMUTABLE_TYPES = frozenset(
 _positions: dict[type[Model], dict[str, int]] = {}
 
 
-class _Row:
+class _Row(tuple):  # type: ignore[type-arg]
     """The values a loaded instance was built from, by concrete field; never pickled."""
 
-    __slots__ = ("values",)
-
-    def __init__(self, values: Sequence[Any]) -> None:
-        self.values = values
+    __slots__ = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A memoryview does not pickle, and an unpickled copy may outlive the
@@ -711,8 +708,8 @@ def keep_loaded_rows(model: Any) -> None:
 
     def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any]) -> Any:
         instance = build(cls, db, field_names, values)
-        if len(values) == len(cls._meta.concrete_fields):  # deferred fields: compared in SQL
-            instance._state.__dict__[ROW] = _Row(values)
+        # With deferred fields the row is shorter than the model's: never trusted (loaded_row).
+        instance._state.__dict__[ROW] = _Row(values)
         return instance
 
     from_db_keeping_row._concurrency_keeps_row = True  # type: ignore[attr-defined]
@@ -737,10 +734,12 @@ def loaded_row(instance: Model, version: Any) -> tuple[Sequence[Any], dict[str, 
     if row is None:
         return None
     positions = _positions_of(type(instance))
-    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
-    if row.values[positions[attname]] != version:
+    if len(row) != len(positions):  # loaded with deferred fields
         return None
-    return row.values, positions
+    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+    if row[positions[attname]] != version:
+        return None
+    return row, positions
 
 
 def forget_loaded_row(instance: Model) -> None:

@@ -56,15 +56,23 @@ class _VersionAttribute(DeferredAttribute):
 
     def __set__(self, instance: Any, value: Any) -> None:
         data = instance.__dict__
-        data[self.field.attname] = value
+        attname = self.field.attname
+        if attname in data:  # not while the instance is built
+            state = data.get("_state")
+            if (
+                state is not None
+                and core.ROW in state.__dict__
+                and (core.WRITES in data or data[attname] != value)
+            ):
+                # Another version (or one a write in flight gave it): the row the
+                # instance was loaded with may not be the row at this one. The
+                # version it holds, posted back by a form, keeps it.
+                del state.__dict__[core.ROW]
+        data[attname] = value
         if core.WRITES in data:
             del data[core.WRITES]
         if core.LATE in data:
             del data[core.LATE]
-        state = data.get("_state")
-        if state is not None and core.ROW in state.__dict__:
-            # The row it was loaded with may not be the row at this version.
-            del state.__dict__[core.ROW]
 
 
 class VersionField(models.BigIntegerField):
