@@ -81,7 +81,8 @@ def measure(db: str, saves: int) -> None:
     for name in LOADS:
         os.getppid()  # the end of the previous phase
         model = models[name]
-        model.objects.bulk_create(model(name=f"bulk{i}", amount=i, note="x" * 20) for i in range(LOAD_ROWS - 10))
+        rows = (model(name=f"bulk{i}", amount=i, note="x" * 20) for i in range(LOAD_ROWS - 10))
+        model.objects.bulk_create(rows)
         list(model.objects.all())
         os.getppid()
         assert len(list(model.objects.all())) == LOAD_ROWS

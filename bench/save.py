@@ -9,8 +9,9 @@ changed field and with the values the row already holds), save() of a plain
 model whose table has the same trigger as the TriggerVersionField model (the
 trigger's own cost, paid by the database), asave() of the plain and the
 AutoIncVersionField model, and save() inside atomic() of the plain and the
-ConditionalVersionField model (against the plain model's save in atomic()). Each cell is the median save time as a ratio to the
-plain model's (asave() to the plain model's asave()), with the SQL statements
+ConditionalVersionField model (against the plain model's save in atomic()).
+Each cell is the median save time as a ratio to the plain model's (asave()
+to the plain model's asave()), with the SQL statements
 of one save in brackets; a second table gives the same ratios in CPU time of
 the benchmark process, which the load of a busy machine disturbs less (the
 database server's own work is not in it). ``--db all`` runs SQLite (in memory), PostgreSQL and

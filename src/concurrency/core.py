@@ -676,6 +676,7 @@ IMMUTABLE_TYPES = frozenset(
 )
 # model -> {attname: position of its value in the row ``from_db`` was given}
 _positions: dict[type[Model], dict[str, int]] = {}
+_layouts: dict[type[Model], tuple[int, int]] = {}
 
 
 class _Row(tuple):  # type: ignore[type-arg]
@@ -716,30 +717,79 @@ def keep_loaded_rows(model: Any) -> None:
     model.from_db = classmethod(from_db_keeping_row)
 
 
-def _positions_of(model: type[Model]) -> dict[str, int]:
+def row_positions(model: type[Model]) -> dict[str, int]:
+    """Return the position of each concrete field's value (by attname) in a row ``model`` keeps."""
     try:
         return _positions[model]
     except KeyError:
         positions = {f.attname: i for i, f in enumerate(model._meta.concrete_fields)}
         _positions[model] = positions
+        # The version's position, and the length of a row loaded without deferred fields.
+        _layouts[model] = positions[model._concurrencymeta.field.attname], len(positions)  # type: ignore[attr-defined]
         return positions
 
 
-def loaded_row(instance: Model, version: Any) -> tuple[Sequence[Any], dict[str, int]] | None:
-    """Return the row ``instance`` was loaded with at ``version`` and the position of each attname.
-
-    None when it keeps no row, or one known at another version.
-    """
-    row = instance._state.__dict__.get(ROW)
+def loaded_row(instance: Model, version: Any) -> Sequence[Any] | None:
+    """Return the row ``instance`` was loaded with, if it holds it at ``version`` (see ``row_positions``)."""
+    state = instance._state.__dict__
+    row = state.get(ROW)
     if row is None:
         return None
-    positions = _positions_of(type(instance))
-    if len(row) != len(positions):  # loaded with deferred fields
+    if type(row) is _Followed:
+        row = _apply(instance, row)
+        if row is None:
+            del state[ROW]
+            return None
+        state[ROW] = row
+    return _at(type(instance), row, version)
+
+
+def _at(model: type[Model], row: Any, version: Any) -> Sequence[Any] | None:
+    """Return ``row`` if it is a whole row of ``model`` at ``version``."""
+    layout = _layouts.get(model)
+    if layout is None:
+        row_positions(model)
+        layout = _layouts[model]
+    # Shorter when loaded with deferred fields: never trusted.
+    if len(row) != layout[1] or row[layout[0]] != version:
         return None
-    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
-    if row[positions[attname]] != version:
+    return row  # type: ignore[no-any-return]
+
+
+class _Followed(tuple):  # type: ignore[type-arg]
+    """``(row, old, written, new)``: a save wrote ``written`` over ``row`` at ``old``.
+
+    Applied when next asked for (``loaded_row``).
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_no_row, ())
+
+    def __copy__(self) -> _Followed:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Followed:
+        return self
+
+
+def _apply(instance: Model, followed: _Followed) -> _Row | None:
+    """Return the row ``followed`` describes, or None if only the database knows it."""
+    previous, old, written, new = followed
+    if type(previous) is _Followed:
+        previous = _apply(instance, previous)
+    model = type(instance)
+    if previous is None or _at(model, previous, old) is None:
         return None
-    return row, positions
+    positions = _positions[model]
+    row = list(previous)
+    for field, _model, value in written:
+        if type(value) not in IMMUTABLE_TYPES and hasattr(value, "resolve_expression"):
+            return None  # only the database knows what it stored
+        row[positions[field.attname]] = value
+    row[_layouts[model][0]] = new
+    return _Row(row)
 
 
 def forget_loaded_row(instance: Model) -> None:
@@ -748,26 +798,21 @@ def forget_loaded_row(instance: Model) -> None:
 
 
 def _follow_row(instance: Model, old: Any, new: Any, written: list[tuple[Any, Any, Any]] | None) -> None:
-    """After a write of ``instance`` from ``old`` to ``new``, keep the row it holds at ``new``, or forget it."""
+    """After a write of ``instance`` from ``old`` to ``new``, keep the row it holds at ``new``, or forget it.
+
+    ``written`` are the values of a checked, incremented save. The row is
+    worked out when next asked for (``loaded_row``): most instances are not
+    saved twice.
+    """
     state = instance._state.__dict__
-    if ROW not in state:
+    row = state.get(ROW)
+    if row is None:
         return
-    loaded = loaded_row(instance, old) if written is not None else None
-    if loaded is None:
+    if written is None:
         del state[ROW]
-        return
-    if new == old:
-        # Nothing checked changed: the row is the one loaded (unchecked fields are never compared).
-        return
-    values, positions = loaded
-    row = list(values)
-    for field, _model, value in written:  # type: ignore[union-attr]
-        if type(value) not in IMMUTABLE_TYPES and hasattr(value, "resolve_expression"):
-            del state[ROW]  # only the database knows what it stored
-            return
-        row[positions[field.attname]] = value
-    row[positions[instance._concurrencymeta.field.attname]] = new  # type: ignore[attr-defined]
-    state[ROW] = _Row(row)
+    elif new != old:
+        state[ROW] = _Followed((row, old, written, new))
+    # else nothing checked changed: the row is the one loaded (unchecked fields are never compared).
 
 
 # --- Versions of aggregate roots moved in the current transaction -------------

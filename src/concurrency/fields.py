@@ -475,13 +475,15 @@ class ConditionalVersionField(AutoIncVersionField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._checked: dict[type[models.Model], frozenset[str]] = {}
+        # model -> {attname of a checked column: its position in a loaded row}
+        self._positions: dict[type[models.Model], dict[str, int]] = {}
         # (vendor, column) -> the SQL around a value in _BumpIfChanged.
         self._tests: dict[Any, Any] = {}
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
         # Copies made for the children of an abstract model start afresh:
         # the cached SQL is per table.
-        self._checked, self._tests = {}, {}
+        self._checked, self._positions, self._tests = {}, {}, {}
         super().contribute_to_class(cls, name, private_only=private_only)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -539,20 +541,20 @@ class ConditionalVersionField(AutoIncVersionField):
     ) -> Any:
         if not incremented:
             return old
-        checked = self.checked_fields(type(instance))
         # Decided here when the instance holds the row it was loaded with at
         # ``old``, which a checked write (WHERE version = old) can only meet
         # (an unchecked one forgets it: core._loaded_version).
-        loaded = core.loaded_row(instance, old)
-        if loaded is not None:
-            row, positions = loaded
+        row = core.loaded_row(instance, old)
+        if row is not None:
+            compared = self._compared(type(instance))
             immutable = core.IMMUTABLE_TYPES
             written = changed = False
             for field, _model, value in values:
-                if field.name not in checked:
+                position = compared.get(field.attname)
+                if position is None:
                     continue
                 written = True
-                before = row[positions[field.attname]]
+                before = row[position]
                 kind = type(value)
                 if kind is type(before) and kind in immutable:
                     if value is before or value == before:
@@ -568,6 +570,7 @@ class ConditionalVersionField(AutoIncVersionField):
                 return self.next_version(instance, old) if changed else old
             if changed:
                 return self.next_version(instance, old)
+        checked = self.checked_fields(type(instance))
         pairs = []
         plain = True
         for field, _model, value in values:
@@ -576,6 +579,17 @@ class ConditionalVersionField(AutoIncVersionField):
                 if plain and hasattr(value, "resolve_expression"):
                     plain = False
         return _BumpIfChanged(self, pairs, plain) if pairs else old
+
+    def _compared(self, model: type[models.Model]) -> dict[str, int]:
+        """Return the position in a loaded row (``core.row_positions``) of each checked column, by attname."""
+        try:
+            return self._positions[model]
+        except KeyError:
+            checked = self.checked_fields(model)
+            positions = core.row_positions(model)
+            concrete = [f for f in model._meta.concrete_fields if f.name in checked]
+            self._positions[model] = {f.attname: positions[f.attname] for f in concrete}
+            return self._positions[model]
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
