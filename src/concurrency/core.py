@@ -189,14 +189,17 @@ def _run_update(
     version: Any,
     returning_fields: Sequence[Any] | None,
     read_back: VersionField | None = None,
+    connection: Any = None,
 ) -> Rows:
     """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``.
 
     With ``read_back``, each row returned ends with the value of that field
-    as stored (see ``_update_read_back``).
+    as stored (see ``_update_read_back``). ``connection`` is ``connections[using]``
+    when the caller has it (looking it up is not free).
     """
     query: Any = base_qs.query.chain(UpdateQuery)
-    connection = connections[using]
+    if connection is None:
+        connection = connections[using]
     if (
         read_back is not None
         and not returning_fields
@@ -210,7 +213,8 @@ def _run_update(
     query.where.add(pk.get_lookup("exact")(pk.get_col(alias), pk_val), AND)
     if version_field is not None:
         query.where.add(_VersionIs(version_field, alias, version, connection), AND)
-    compiler = query.get_compiler(using)
+    # Query.get_compiler(using) without looking the connection up again.
+    compiler = connection.ops.compiler(query.compiler)(query, connection, using, True)
     if read_back is not None:
         fields = [*(returning_fields or ()), read_back]
         return run_watched(  # type: ignore[no-any-return]
@@ -424,8 +428,9 @@ def save_update(
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
     from_db = field.version_from_db
+    connection = connections[using]
     # The version the row will hold, where the database decides it predictably.
-    known = field.stored_version(connections[using], old, new) if from_db and checked else None
+    known = field.stored_version(connection, old, new) if from_db and checked else None
     if known is not None:
         from_db = False
     if bump and not checked and not from_db:
@@ -448,14 +453,15 @@ def save_update(
         old,
         returning_fields,
         field if from_db else None,
+        connection,
     )
     if rows:
         if from_db:
-            set_written_version(instance, using, old, rows[0][-1])
+            set_written_version(instance, using, old, rows[0][-1], connection=connection)
             rows = [row[:-1] for row in rows]
         else:
             written = new_values if checked and bump else None
-            set_written_version(instance, using, old, new if known is None else known, written)
+            set_written_version(instance, using, old, new if known is None else known, written, connection)
         return rows
     if not checked:
         return rows
@@ -554,7 +560,12 @@ class _Write(NamedTuple):
 
 
 def set_written_version(
-    instance: Model, using: str, old: Any, new: Any, written: list[tuple[Any, Any, Any]] | None = None
+    instance: Model,
+    using: str,
+    old: Any,
+    new: Any,
+    written: list[tuple[Any, Any, Any]] | None = None,
+    connection: Any = None,
 ) -> None:
     """Give ``instance`` the version ``new`` that a write on ``using`` stored over ``old``.
 
@@ -563,21 +574,22 @@ def set_written_version(
     values of a checked, incremented save (``save_update``): the row the
     instance was loaded with follows them; any other write forgets that row.
     """
-    _track_write(instance, using, old, new)
+    _track_write(instance, using, old, new, connection)
     _follow_row(instance, old, new, written)
     options = instance._concurrencymeta  # type: ignore[attr-defined]
     if options.is_root and new != old:
         record_root_write(options.field.model, instance.pk, using, new, new, by_child=False)
 
 
-def _track_write(instance: Model, using: str, old: Any, new: Any) -> None:
+def _track_write(instance: Model, using: str, old: Any, new: Any, connection: Any = None) -> None:
     """Put ``new`` on ``instance``, to be given back ``old`` if the write's transaction rolls back."""
     attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
     data = instance.__dict__
     data[attname] = new
     if new == old:
         return
-    connection = connections[using]
+    if connection is None:
+        connection = connections[using]
     if connection.in_atomic_block:
         commit = _commit_marker(connection)
         writes: tuple[_Write, ...] = data.get(WRITES, ())
