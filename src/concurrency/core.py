@@ -661,8 +661,9 @@ def forget_writes(instance: Model) -> None:
 # ``from_db`` keeps a reference to the values the instance was built from, not
 # a copy, on its ``_state``. The row is trusted only while the instance holds
 # the version it was loaded (or last saved by ``save_update``) at: assigning
-# the version, a rolled-back write and every other write forget it, and an
-# instance without it (created, deferred fields, unpickled) is compared in SQL.
+# another version (fields.py, _VersionAttribute), a rolled-back write and every
+# other write forget it, and an instance without it (created, deferred fields,
+# unpickled) is compared in SQL.
 
 ROW = "_concurrency_loaded_row"
 # Types whose equality in Python is equality of what the database stores, and
