@@ -7,9 +7,11 @@ Variants are interleaved in shuffled blocks in one process: save() of the plain
 model and of one model per version field (ConditionalVersionField both with a
 changed field and with the values the row already holds), save() of a plain
 model whose table has the same trigger as the TriggerVersionField model (the
-trigger's own cost, paid by the database), and asave() of the plain and the
-AutoIncVersionField model. Each cell is the median save time as a ratio to the
-plain model's (asave() to the plain model's asave()), with the SQL statements
+trigger's own cost, paid by the database), asave() of the plain and the
+AutoIncVersionField model, and save() inside atomic() of the plain and the
+ConditionalVersionField model (against the plain model's save in atomic()).
+Each cell is the median save time as a ratio to the plain model's (asave()
+to the plain model's asave()), with the SQL statements
 of one save in brackets; a second table gives the same ratios in CPU time of
 the benchmark process, which the load of a busy machine disturbs less (the
 database server's own work is not in it). ``--db all`` runs SQLite (in memory), PostgreSQL and
@@ -33,25 +35,30 @@ import _setup
 
 DBS = ("sqlite-mem", "postgresql", "mariadb")
 
-# (label, model name, changed, asynchronous, baseline label)
+# (label, model name, changed, how it saves: "sync", "async" or "atomic", baseline label)
 VARIANTS = [
-    ("plain model", "Plain", True, False, None),
-    ("AutoIncVersionField", "AutoInc", True, False, "plain model"),
-    ("IntegerVersionField", "Integer", True, False, "plain model"),
-    ("TriggerVersionField", "Trigger", True, False, "plain model"),
-    ("ConditionalVersionField, changed", "Conditional", True, False, "plain model"),
-    ("ConditionalVersionField, unchanged", "Conditional", False, False, "plain model"),
-    ("plain model + the same trigger", "PlainTrigger", True, False, "plain model"),
-    ("plain model, asave()", "Plain", True, True, None),
-    ("AutoIncVersionField, asave()", "AutoInc", True, True, "plain model, asave()"),
+    ("plain model", "Plain", True, "sync", None),
+    ("AutoIncVersionField", "AutoInc", True, "sync", "plain model"),
+    ("IntegerVersionField", "Integer", True, "sync", "plain model"),
+    ("TriggerVersionField", "Trigger", True, "sync", "plain model"),
+    ("ConditionalVersionField, changed", "Conditional", True, "sync", "plain model"),
+    ("ConditionalVersionField, unchanged", "Conditional", False, "sync", "plain model"),
+    ("plain model + the same trigger", "PlainTrigger", True, "sync", "plain model"),
+    ("plain model, asave()", "Plain", True, "async", None),
+    ("AutoIncVersionField, asave()", "AutoInc", True, "async", "plain model, asave()"),
+    ("plain model, in atomic()", "Plain", True, "atomic", None),
+    ("Conditional, changed, in atomic()", "Conditional", True, "atomic", "plain model, in atomic()"),
+    ("Conditional, unchanged, in atomic()", "Conditional", False, "atomic", "plain model, in atomic()"),
 ]
+# Transaction control, which plain Django's atomic() sends too: not a statement of the save.
+CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")
 
 
 def run(db: str, rounds: int, block: int) -> dict[str, Any]:
     _setup.setup(db, ["benchapp"])
     import benchapp.models
     from asgiref.sync import async_to_sync
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
     from concurrency.triggers import factory
@@ -83,6 +90,18 @@ def run(db: str, rounds: int, block: int) -> dict[str, Any]:
             out.append(clock() - t0)
             cpu_out.append(cpu() - c0)
 
+    def atomic_block(model: Any, ids: list[Any], changed: bool, out: list[int]) -> None:
+        for i in range(block):
+            obj = model.objects.get(pk=ids[i % len(ids)])
+            if changed:
+                obj.amount += 1
+                obj.note = f"n{i}"
+            c0, t0 = cpu(), clock()
+            with transaction.atomic():
+                obj.save()
+            out.append(clock() - t0)
+            cpu_out.append(cpu() - c0)
+
     async def async_block(model: Any, ids: list[Any], changed: bool, out: list[int]) -> None:
         for i in range(block):
             obj = await model.objects.aget(pk=ids[i % len(ids)])
@@ -94,28 +113,31 @@ def run(db: str, rounds: int, block: int) -> dict[str, Any]:
             out.append(clock() - t0)
             cpu_out.append(cpu() - c0)
 
-    def one(model: Any, ids: list[Any], changed: bool, asynchronous: bool, out: list[int]) -> None:
-        if asynchronous:
+    def one(model: Any, ids: list[Any], changed: bool, mode: str, out: list[int]) -> None:
+        if mode == "async":
             # Thread-sensitive code runs back in this thread, on its connection.
             async_to_sync(async_block)(model, ids, changed, out)
+        elif mode == "atomic":
+            atomic_block(model, ids, changed, out)
         else:
             sync_block(model, ids, changed, out)
 
-    for label, name, changed, asynchronous, _base in VARIANTS:  # warm up, count statements
+    for label, name, changed, mode, _base in VARIANTS:  # warm up, count statements
         model = models[name]
-        one(model, pks[name], changed, asynchronous, [])
+        one(model, pks[name], changed, mode, [])
         with CaptureQueriesContext(connection) as ctx:
             saved = block
-            one(model, pks[name][:1], changed, asynchronous, [])
+            one(model, pks[name][:1], changed, mode, [])
         gets = saved  # one get per save
-        statements[label] = (len(ctx.captured_queries) - gets) // saved
+        sent = [q for q in ctx.captured_queries if not q["sql"].startswith(CONTROL)]
+        statements[label] = (len(sent) - gets) // saved
 
     order = list(VARIANTS) * rounds
     random.seed(7)
     random.shuffle(order)
-    for label, name, changed, asynchronous, _base in order:
+    for label, name, changed, mode, _base in order:
         cpu_out = cpu_times[label]
-        one(models[name], pks[name], changed, asynchronous, times[label])
+        one(models[name], pks[name], changed, mode, times[label])
 
     medians = {label: statistics.median(values) for label, values in times.items()}
     cpu_medians = {label: statistics.median(values) for label, values in cpu_times.items()}
@@ -132,7 +154,7 @@ def run(db: str, rounds: int, block: int) -> dict[str, Any]:
                 "cpu_ratio": cpu_medians[label] / cpu_medians[base] if base else None,
                 "statements": statements[label],
             }
-            for label, _name, _changed, _asynchronous, base in VARIANTS
+            for label, _name, _changed, _mode, base in VARIANTS
         ],
     }
     trigger = medians["TriggerVersionField"] / medians["plain model + the same trigger"]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from typing import Any
 
 import pytest
+from django import forms
 from django.db import connection, connections, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.test import TestCase, TransactionTestCase
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
-from concurrency.api import concurrency_disable_increment
+from concurrency.api import concurrency_disable_increment, disable_concurrency
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import ConditionalVersionField
 from concurrency.managers import VersionedManager
+from concurrency.signing import sign_version
 from tests.demo.models import (
     Category,
     CheckFieldsArticle,
@@ -154,6 +158,179 @@ class ConditionalSaveTests(TestCase):
         assert len(ctx.captured_queries) == 1
         plain_keys = set(PlainConditionalArticle.objects.get(pk=plain.pk).__dict__)
         assert set(loaded[0].__dict__) == plain_keys | {"version"}
+
+
+def _compared_in_sql(sql: str) -> bool:
+    # The SQL comparison: CASE in the SET clause, the stored version read back.
+    return "CASE" in sql or "RETURNING" in sql or "LAST_INSERT_ID" in sql
+
+
+def _one_update(ctx: CaptureQueriesContext) -> str:
+    # Transaction control is not a statement of the save (plain Django's atomic() has it too).
+    writes = [sql for sql in _writes(ctx) if not sql.startswith(("BEGIN", "COMMIT"))]
+    assert len(writes) == 1 and writes[0].startswith("UPDATE"), writes
+    return writes[0]
+
+
+class LoadedRowTests(TestCase):
+    """A loaded instance decides the bump from the row it was loaded with: a plain UPDATE."""
+
+    def setUp(self) -> None:
+        created = ConditionalArticle.objects.create(title="t", body="b", notes=None, data=None)
+        self.article = ConditionalArticle.objects.get(pk=created.pk)
+
+    def _save(self, obj: Any) -> str:
+        with CaptureQueriesContext(connection) as ctx:
+            obj.save()
+        return _one_update(ctx)
+
+    def test_changed_and_unchanged_saves_are_plain_updates(self) -> None:
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 1 == _stored(self.article)
+        self.article.title = "new"
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 2 == _stored(self.article)
+        # The row it wrote is the row it holds now: the next saves are plain too.
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 2 == _stored(self.article)
+        self.article.notes = "x"
+        self.article.category = Category.objects.create(name="c")
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 3 == _stored(self.article)
+        self.article.notes = None
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 4 == _stored(self.article)
+
+    def test_a_stale_loaded_instance_is_refused(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.title = "theirs"
+        other.save()
+        self.article.title = "t"  # the value it was loaded with
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            self.article.save()
+        assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("theirs", 2)
+
+    def test_an_instance_that_was_not_loaded_compares_in_sql(self) -> None:
+        built = ConditionalArticle(pk=self.article.pk, title="t", body="b", version=1)
+        assert _compared_in_sql(self._save(built))
+        assert built.version == 1 == _stored(built)
+        built = ConditionalArticle(pk=self.article.pk, title="T", body="b", version=1)
+        assert _compared_in_sql(self._save(built))
+        assert built.version == 2 == _stored(built)
+
+    def test_deferred_fields_compare_in_sql(self) -> None:
+        partial = ConditionalArticle.objects.only("title", "version").get(pk=self.article.pk)
+        partial.title = "t"
+        with CaptureQueriesContext(connection) as ctx:
+            partial.save(update_fields=["title"])
+        assert _compared_in_sql(_one_update(ctx))
+        assert partial.version == 1 == _stored(partial)
+
+    def test_json_changed_in_place_compares_in_sql(self) -> None:
+        self.article.data = {"a": [1]}
+        self.article.save()
+        fresh = ConditionalArticle.objects.get(pk=self.article.pk)
+        fresh.data["a"].append(2)  # the loaded value itself: no copy to compare with
+        assert _compared_in_sql(self._save(fresh))
+        assert fresh.version == 3 == _stored(fresh)
+
+    def test_a_value_of_another_type_compares_in_sql(self) -> None:
+        self.article.category = Category.objects.create(name="c")
+        self.article.save()
+        fresh = ConditionalArticle.objects.get(pk=self.article.pk)
+        fresh.category_id = str(fresh.category_id)  # the same row, as a string
+        assert _compared_in_sql(self._save(fresh))
+        assert fresh.version == 2 == _stored(fresh)
+
+    def test_a_write_that_did_not_move_the_version_forgets_the_row(self) -> None:
+        with concurrency_disable_increment(self.article):
+            self.article.title = "quiet"
+            self.article.save()
+        assert self.article.version == 1 == _stored(self.article)
+        # Back to the value it was loaded with: a change of the row, which holds "quiet".
+        self.article.title = "t"
+        assert _compared_in_sql(self._save(self.article))
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_an_unchecked_write_compares_with_the_row_in_sql(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.title = "theirs"
+        other.save()
+        with disable_concurrency(self.article):
+            sql = self._save(self.article)  # "t", as loaded, over "theirs"
+        assert _compared_in_sql(sql)
+        assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("t", 3)
+
+    def test_assigning_another_version_forgets_the_row(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.title = "theirs"
+        other.save()
+        self.article.version = 2  # as a form of the newer row would
+        self.article.title = "t"
+        assert _compared_in_sql(self._save(self.article))
+        assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("t", 3)
+
+    def test_the_version_posted_back_keeps_the_row(self) -> None:
+        self.article.version = 1  # a form posting the version the instance was loaded at
+        self.article.title = "new"
+        assert not _compared_in_sql(self._save(self.article))
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_a_rolled_back_write_forgets_the_row_it_wrote(self) -> None:
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            self.article.title = "mine"
+            self.article.save()  # 1 -> 2, rolled back
+            raise RuntimeError
+        other.title = "theirs"
+        other.save()  # 1 -> 2, kept
+        self.article.refresh_from_db()
+        assert (self.article.title, self.article.version) == ("theirs", 2)
+        self.article.title = "mine"  # what the rolled-back write held at version 2
+        assert _compared_in_sql(self._save(self.article))
+        assert ConditionalArticle.objects.values_list("title", "version").get(pk=other.pk) == ("mine", 3)
+
+    def test_a_model_form_save_is_a_plain_update(self) -> None:
+        form_class = forms.modelform_factory(ConditionalArticle, fields=["title", "body", "version"])
+        data = {"title": "new", "body": "b", "version": sign_version(ConditionalArticle, self.article.pk, 1)}
+        form = form_class(data, instance=self.article)
+        assert form.is_valid(), form.errors
+        with CaptureQueriesContext(connection) as ctx:
+            form.save()
+        assert not _compared_in_sql(_one_update(ctx))
+        assert self.article.version == 2 == _stored(self.article)
+
+    def test_copies_and_pickles(self) -> None:
+        twin = copy.copy(self.article)
+        twin.title = "twin"
+        assert not _compared_in_sql(self._save(twin))
+        assert twin.version == 2
+        with pytest.raises(RecordModifiedError), transaction.atomic():
+            self.article.save()
+        thawed = pickle.loads(pickle.dumps(ConditionalArticle.objects.get(pk=self.article.pk)))
+        assert _compared_in_sql(self._save(thawed))
+        assert thawed.version == 2 == _stored(thawed)
+
+
+class LoadedRowAutocommitTests(TransactionTestCase):
+    """One plain UPDATE per save, outside and inside atomic()."""
+
+    def test_one_plain_update_outside_and_inside_atomic(self) -> None:
+        created = ConditionalArticle.objects.create(title="t")
+        for inside in (False, True):
+            for change in (False, True):
+                obj = ConditionalArticle.objects.get(pk=created.pk)
+                version = obj.version
+                if change:
+                    obj.body = f"{inside}"
+                with CaptureQueriesContext(connection) as ctx:
+                    if inside:
+                        with transaction.atomic():
+                            obj.save()
+                    else:
+                        obj.save()
+                assert not _compared_in_sql(_one_update(ctx))
+                assert obj.version == version + change == _stored(obj)
 
 
 class CheckedFieldsTests(TestCase):

@@ -16,8 +16,11 @@ compare-and-swap spends its time (see bench/save.py).
 from __future__ import annotations
 
 import contextvars
+import datetime
 import functools
+import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from django.db import NotSupportedError, connections, router, transaction
@@ -186,14 +189,17 @@ def _run_update(
     version: Any,
     returning_fields: Sequence[Any] | None,
     read_back: VersionField | None = None,
+    connection: Any = None,
 ) -> Rows:
     """Run ``UPDATE ... WHERE pk = pk_val [AND version = version]``.
 
     With ``read_back``, each row returned ends with the value of that field
-    as stored (see ``_update_read_back``).
+    as stored (see ``_update_read_back``). ``connection`` is ``connections[using]``
+    when the caller has it (looking it up is not free).
     """
     query: Any = base_qs.query.chain(UpdateQuery)
-    connection = connections[using]
+    if connection is None:
+        connection = connections[using]
     if (
         read_back is not None
         and not returning_fields
@@ -207,7 +213,8 @@ def _run_update(
     query.where.add(pk.get_lookup("exact")(pk.get_col(alias), pk_val), AND)
     if version_field is not None:
         query.where.add(_VersionIs(version_field, alias, version, connection), AND)
-    compiler = query.get_compiler(using)
+    # Query.get_compiler(using) without looking the connection up again.
+    compiler = connection.ops.compiler(query.compiler)(query, connection, using, True)
     if read_back is not None:
         fields = [*(returning_fields or ()), read_back]
         return run_watched(  # type: ignore[no-any-return]
@@ -333,13 +340,19 @@ def held_version(instance: Any, field: VersionField, using: str) -> tuple[Any, b
 
 def _loaded_version(instance: Any, field: VersionField) -> tuple[Any, bool]:
     if not is_checked(instance):
+        # Unchecked, the write may meet the row at any version: the row the
+        # instance was loaded with says nothing about it (compared in SQL).
+        forget_loaded_row(instance)
         return getattr(instance, field.attname), False
     data = instance.__dict__
     if field.attname not in data or LATE in data:
         raise VersionNotLoadedError(instance)
     settle(instance)
     old = data[field.attname]
-    return old, bool(old or conf.VERSION_FIELD_REQUIRED)
+    if old or conf.VERSION_FIELD_REQUIRED:
+        return old, True
+    forget_loaded_row(instance)
+    return old, False
 
 
 def storable(version: Any) -> bool:
@@ -415,8 +428,9 @@ def save_update(
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
     from_db = field.version_from_db
+    connection = connections[using]
     # The version the row will hold, where the database decides it predictably.
-    known = field.stored_version(connections[using], old, new) if from_db and checked else None
+    known = field.stored_version(connection, old, new) if from_db and checked else None
     if known is not None:
         from_db = False
     if bump and not checked and not from_db:
@@ -439,13 +453,15 @@ def save_update(
         old,
         returning_fields,
         field if from_db else None,
+        connection,
     )
     if rows:
         if from_db:
-            set_written_version(instance, using, old, rows[0][-1])
+            set_written_version(instance, using, old, rows[0][-1], connection=connection)
             rows = [row[:-1] for row in rows]
         else:
-            set_written_version(instance, using, old, new if known is None else known)
+            written = new_values if checked and bump else None
+            set_written_version(instance, using, old, new if known is None else known, written, connection)
         return rows
     if not checked:
         return rows
@@ -543,26 +559,37 @@ class _Write(NamedTuple):
     new: Any
 
 
-def set_written_version(instance: Model, using: str, old: Any, new: Any) -> None:
+def set_written_version(
+    instance: Model,
+    using: str,
+    old: Any,
+    new: Any,
+    written: list[tuple[Any, Any, Any]] | None = None,
+    connection: Any = None,
+) -> None:
     """Give ``instance`` the version ``new`` that a write on ``using`` stored over ``old``.
 
     Every write path that changes the version an instance holds calls this,
-    so that a rollback undoes it on the instance too.
+    so that a rollback undoes it on the instance too. ``written`` are the
+    values of a checked, incremented save (``save_update``): the row the
+    instance was loaded with follows them; any other write forgets that row.
     """
-    _track_write(instance, using, old, new)
+    _track_write(instance, using, old, new, connection)
+    _follow_row(instance, old, new, written)
     options = instance._concurrencymeta  # type: ignore[attr-defined]
     if options.is_root and new != old:
         record_root_write(options.field.model, instance.pk, using, new, new, by_child=False)
 
 
-def _track_write(instance: Model, using: str, old: Any, new: Any) -> None:
+def _track_write(instance: Model, using: str, old: Any, new: Any, connection: Any = None) -> None:
     """Put ``new`` on ``instance``, to be given back ``old`` if the write's transaction rolls back."""
     attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
     data = instance.__dict__
     data[attname] = new
     if new == old:
         return
-    connection = connections[using]
+    if connection is None:
+        connection = connections[using]
     if connection.in_atomic_block:
         commit = _commit_marker(connection)
         writes: tuple[_Write, ...] = data.get(WRITES, ())
@@ -604,6 +631,8 @@ def settle(instance: Model) -> None:
             kept.pop()
             if data.get(attname) == write.new:
                 data[attname] = write.old
+            # The row followed the write: the version it is known at was never committed.
+            forget_loaded_row(instance)
     # A new tuple: copies of the instance keep their own history.
     if kept:
         if len(kept) != len(writes):
@@ -615,6 +644,188 @@ def settle(instance: Model) -> None:
 def forget_writes(instance: Model) -> None:
     """Drop what was tracked: the version was set from outside (refresh, form, assignment)."""
     instance.__dict__.pop(WRITES, None)
+
+
+# --- The row an instance was loaded with ---------------------------------------
+# A ConditionalVersionField decides in the client whether a save bumps the
+# version, from the values its instance was loaded with (``update_version``).
+# That is exact because a write checked with ``WHERE version = <old>`` can only
+# match the row as it was at that version: every other write that changes a
+# checked field moves the version (a save, VersionedQuerySet.update(),
+# bulk_update(), the many-to-many touch, the unchecked writes of
+# disable_concurrency(), which compare with the row in SQL). Writes that change
+# checked fields without moving the version (concurrency_disable_increment(),
+# a plain QuerySet.update(), raw SQL) are outside that promise, as they are
+# for the version check itself (docs/guide/conditional.rst).
+#
+# ``from_db`` keeps a reference to the values the instance was built from, not
+# a copy, on its ``_state``. The row is trusted only while the instance holds
+# the version it was loaded (or last saved by ``save_update``) at: assigning
+# another version (fields.py, _VersionAttribute), a rolled-back write and every
+# other write forget it, and an instance without it (created, deferred fields,
+# unpickled) is compared in SQL.
+
+ROW = "_concurrency_loaded_row"
+# Types whose equality in Python is equality of what the database stores, and
+# whose values cannot change in place: a loaded value of one of them stands for
+# the row's (text compares code point for code point, as the SQL compares
+# bytes). Anything else (JSON containers, memoryview, FieldFile, enum members,
+# str subclasses, expressions) is compared by the database.
+IMMUTABLE_TYPES = frozenset(
+    {
+        type(None),
+        str,
+        int,
+        bool,
+        float,
+        Decimal,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        uuid.UUID,
+        bytes,
+    }
+)
+# model -> {attname: position of its value in the row ``from_db`` was given}
+_positions: dict[type[Model], dict[str, int]] = {}
+_layouts: dict[type[Model], tuple[int, int]] = {}
+
+
+class _Row(tuple):  # type: ignore[type-arg]
+    """The values a loaded instance was built from, by concrete field; never pickled."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A memoryview does not pickle, and an unpickled copy may outlive the
+        # version it was loaded at: the copy compares in SQL.
+        return (_no_row, ())
+
+    def __copy__(self) -> _Row:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Row:
+        return self
+
+
+def _no_row() -> None:
+    return None
+
+
+def keep_loaded_rows(model: Any) -> None:
+    """Make ``model.from_db`` keep the row each instance is built from (see ``loaded_row``)."""
+    from_db = model.from_db
+    if getattr(from_db, "_concurrency_keeps_row", False):
+        return
+    build = from_db.__func__
+
+    def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any]) -> Any:
+        instance = build(cls, db, field_names, values)
+        # With deferred fields the row is shorter than the model's: never trusted (loaded_row).
+        instance._state.__dict__[ROW] = _Row(values)
+        return instance
+
+    from_db_keeping_row._concurrency_keeps_row = True  # type: ignore[attr-defined]
+    model.from_db = classmethod(from_db_keeping_row)
+
+
+def row_positions(model: type[Model]) -> dict[str, int]:
+    """Return the position of each concrete field's value (by attname) in a row ``model`` keeps."""
+    try:
+        return _positions[model]
+    except KeyError:
+        positions = {f.attname: i for i, f in enumerate(model._meta.concrete_fields)}
+        _positions[model] = positions
+        # The version's position, and the length of a row loaded without deferred fields.
+        _layouts[model] = positions[model._concurrencymeta.field.attname], len(positions)  # type: ignore[attr-defined]
+        return positions
+
+
+def loaded_row(instance: Model, version: Any) -> Sequence[Any] | None:
+    """Return the row ``instance`` was loaded with, if it holds it at ``version`` (see ``row_positions``)."""
+    state = instance._state.__dict__
+    row = state.get(ROW)
+    if row is None:
+        return None
+    if type(row) is _Followed:
+        row = _apply(instance, row)
+        if row is None:
+            del state[ROW]
+            return None
+        state[ROW] = row
+    return _at(type(instance), row, version)
+
+
+def _at(model: type[Model], row: Any, version: Any) -> Sequence[Any] | None:
+    """Return ``row`` if it is a whole row of ``model`` at ``version``."""
+    layout = _layouts.get(model)
+    if layout is None:
+        row_positions(model)
+        layout = _layouts[model]
+    # Shorter when loaded with deferred fields: never trusted.
+    if len(row) != layout[1] or row[layout[0]] != version:
+        return None
+    return row  # type: ignore[no-any-return]
+
+
+class _Followed(tuple):  # type: ignore[type-arg]
+    """``(row, old, written, new)``: a save wrote ``written`` over ``row`` at ``old``.
+
+    Applied when next asked for (``loaded_row``).
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_no_row, ())
+
+    def __copy__(self) -> _Followed:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Followed:
+        return self
+
+
+def _apply(instance: Model, followed: _Followed) -> _Row | None:
+    """Return the row ``followed`` describes, or None if only the database knows it."""
+    previous, old, written, new = followed
+    if type(previous) is _Followed:
+        previous = _apply(instance, previous)
+    model = type(instance)
+    if previous is None or _at(model, previous, old) is None:
+        return None
+    positions = _positions[model]
+    row = list(previous)
+    for field, _model, value in written:
+        if type(value) not in IMMUTABLE_TYPES and hasattr(value, "resolve_expression"):
+            return None  # only the database knows what it stored
+        row[positions[field.attname]] = value
+    row[_layouts[model][0]] = new
+    return _Row(row)
+
+
+def forget_loaded_row(instance: Model) -> None:
+    """Drop the row ``instance`` was loaded with: it may no longer be the row at its version."""
+    instance._state.__dict__.pop(ROW, None)
+
+
+def _follow_row(instance: Model, old: Any, new: Any, written: list[tuple[Any, Any, Any]] | None) -> None:
+    """After a write of ``instance`` from ``old`` to ``new``, keep the row it holds at ``new``, or forget it.
+
+    ``written`` are the values of a checked, incremented save. The row is
+    worked out when next asked for (``loaded_row``): most instances are not
+    saved twice.
+    """
+    state = instance._state.__dict__
+    row = state.get(ROW)
+    if row is None:
+        return
+    if written is None:
+        del state[ROW]
+    elif new != old:
+        state[ROW] = _Followed((row, old, written, new))
+    # else nothing checked changed: the row is the one loaded (unchecked fields are never compared).
 
 
 # --- Versions of aggregate roots moved in the current transaction -------------

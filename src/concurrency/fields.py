@@ -56,7 +56,19 @@ class _VersionAttribute(DeferredAttribute):
 
     def __set__(self, instance: Any, value: Any) -> None:
         data = instance.__dict__
-        data[self.field.attname] = value
+        attname = self.field.attname
+        if attname in data:  # not while the instance is built
+            state = data.get("_state")
+            if (
+                state is not None
+                and core.ROW in state.__dict__
+                and (core.WRITES in data or data[attname] != value)
+            ):
+                # Another version (or one a write in flight gave it): the row the
+                # instance was loaded with may not be the row at this one. The
+                # version it holds, posted back by a form, keeps it.
+                del state.__dict__[core.ROW]
+        data[attname] = value
         if core.WRITES in data:
             del data[core.WRITES]
         if core.LATE in data:
@@ -443,13 +455,19 @@ class ConditionalVersionField(AutoIncVersionField):
 
     The checked fields are ``ConcurrencyMeta.check_fields``, or every field
     (many-to-many ones included) but the version and
-    ``ConcurrencyMeta.ignore_fields``. Loading rows costs nothing: no values
-    are kept per instance. Instead the UPDATE itself compares each checked
-    column with the value written to it, ``SET version = CASE WHEN <a column
-    changed> THEN version + 1 ELSE version END``, and the stored version is
-    read back. A save is checked against the version even when it does not
-    bump it. Changing the membership of a checked many-to-many field bumps the
-    version at once (checked, for the instance in hand).
+    ``ConcurrencyMeta.ignore_fields``. A checked save of an instance loaded
+    from the database compares the values written with the values it was
+    loaded with (a reference to the row, kept by ``from_db``): the row matched
+    by ``WHERE version = <old>`` is that row, as every change of a checked
+    field moves the version. The UPDATE is then a plain one, with or without
+    the next version. Otherwise (an instance that was not loaded, an unchecked
+    write, expressions, values whose types Python cannot compare as the
+    database does) the UPDATE itself compares each checked column with the
+    value written to it, ``SET version = CASE WHEN <a column changed> THEN
+    version + 1 ELSE version END``, and the stored version is read back. A
+    save is checked against the version even when it does not bump it.
+    Changing the membership of a checked many-to-many field bumps the version
+    at once (checked, for the instance in hand).
     """
 
     version_from_db = True
@@ -457,13 +475,15 @@ class ConditionalVersionField(AutoIncVersionField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._checked: dict[type[models.Model], frozenset[str]] = {}
+        # model -> {attname of a checked column: its position in a loaded row}
+        self._positions: dict[type[models.Model], dict[str, int]] = {}
         # (vendor, column) -> the SQL around a value in _BumpIfChanged.
         self._tests: dict[Any, Any] = {}
 
     def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
         # Copies made for the children of an abstract model start afresh:
         # the cached SQL is per table.
-        self._checked, self._tests = {}, {}
+        self._checked, self._positions, self._tests = {}, {}, {}
         super().contribute_to_class(cls, name, private_only=private_only)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -521,6 +541,35 @@ class ConditionalVersionField(AutoIncVersionField):
     ) -> Any:
         if not incremented:
             return old
+        # Decided here when the instance holds the row it was loaded with at
+        # ``old``, which a checked write (WHERE version = old) can only meet
+        # (an unchecked one forgets it: core._loaded_version).
+        row = core.loaded_row(instance, old)
+        if row is not None:
+            compared = self._compared(type(instance))
+            immutable = core.IMMUTABLE_TYPES
+            written = changed = False
+            for field, _model, value in values:
+                position = compared.get(field.attname)
+                if position is None:
+                    continue
+                written = True
+                before = row[position]
+                kind = type(value)
+                if kind is type(before) and kind in immutable:
+                    if value is before or value == before:
+                        continue
+                elif value is not None and before is not None:
+                    break  # compared by the database
+                # A different value, or NULL and a value (IS DISTINCT FROM).
+                changed = True
+                break
+            else:
+                if not written:
+                    return old
+                return self.next_version(instance, old) if changed else old
+            if changed:
+                return self.next_version(instance, old)
         checked = self.checked_fields(type(instance))
         pairs = []
         plain = True
@@ -530,6 +579,17 @@ class ConditionalVersionField(AutoIncVersionField):
                 if plain and hasattr(value, "resolve_expression"):
                     plain = False
         return _BumpIfChanged(self, pairs, plain) if pairs else old
+
+    def _compared(self, model: type[models.Model]) -> dict[str, int]:
+        """Return the position in a loaded row (``core.row_positions``) of each checked column, by attname."""
+        try:
+            return self._positions[model]
+        except KeyError:
+            checked = self.checked_fields(model)
+            positions = core.row_positions(model)
+            concrete = [f for f in model._meta.concrete_fields if f.name in checked]
+            self._positions[model] = {f.attname: positions[f.attname] for f in concrete}
+            return self._positions[model]
 
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
@@ -545,6 +605,8 @@ def _manage(model: Any, field: VersionField) -> None:
     core.keep_transaction_usable(model)
     if isinstance(field, TriggerVersionField):
         _accept_refetch(model)
+    if isinstance(field, ConditionalVersionField):
+        core.keep_loaded_rows(model)
     if model._meta.apps is not global_apps:
         # A historical model rendered by migrations: saves are checked, but
         # deletes are not, so that long migrate runs leave no receivers behind.
