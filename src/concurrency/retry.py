@@ -26,7 +26,7 @@ from typing import Any, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import router
+from django.db import connections, router
 from django.db.models import Model
 
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
@@ -47,14 +47,23 @@ class _Policy:
     jitter: bool
     refresh: bool
     using: str | None
+    lock_on_retry: bool = False
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
+            if self.lock_on_retry:
+                raise TypeError(
+                    "lock_on_retry=True needs a transaction per attempt, which an async def "
+                    "function does not get: decorate a plain function and await its acall()."
+                )
             return self._wrap_async(func)  # type: ignore[return-value]
         return self._wrap_sync(func)  # type: ignore[return-value]
 
     def backoff(self, attempt: int) -> float:
         """Return the pause after failed attempt number ``attempt`` (1-based)."""
+        if self.lock_on_retry:
+            # The next attempt waits for the row lock instead, and for no longer than needed.
+            return 0.0
         cap = min(self.max_delay, self.delay * 2 ** (attempt - 1))
         # "Full jitter": threads that collided once must not collide again in step.
         return random.uniform(0, cap) if self.jitter else cap
@@ -77,7 +86,9 @@ class _Policy:
         )
         return True
 
-    def reload(self, error: RecordModifiedError, args: Any = (), kwargs: Any = None) -> None:
+    def reload(
+        self, error: RecordModifiedError, args: Any = (), kwargs: Any = None, *, lock: bool = False
+    ) -> None:
         """Refresh every versioned instance the attempt was given, and those the error names.
 
         A refused attempt is rolled back as a whole, so every instance it was
@@ -85,50 +96,92 @@ class _Policy:
         dicts in them) may hold changes the database no longer has: the next
         attempt must start from what the database holds, not only for the
         instance whose write was refused.
+
+        With ``lock`` (called inside the next attempt's transaction), the rows
+        the error names are read with ``SELECT ... FOR UPDATE``, in one order
+        (model, pk) whichever process escalates, and stay locked until that
+        transaction ends: nobody else can write them in between, so the attempt
+        cannot be refused on them again. With ``refresh=False`` they are locked
+        but not refreshed.
         """
-        if not self.refresh:
+        named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
+        stale = [instance for instance in named if instance is not None]
+        refused = {id(instance) for instance in stale} if lock else set()
+        if lock:
+            stale.sort(key=lambda instance: (instance._meta.label, str(instance.pk)))
+        elif not self.refresh:
             return
-        stale = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
+        given = _versioned_instances(args, kwargs or {}) if self.refresh else []
         seen: set[int] = set()
-        for instance in [*stale, *_versioned_instances(args, kwargs or {})]:
-            if instance is None or id(instance) in seen:
+        for instance in [*stale, *given]:
+            if id(instance) in seen:
                 continue
             seen.add(id(instance))
+            # From the database the write goes to, not a lagging replica.
+            using = router.db_for_write(type(instance), instance=instance)
+            locked = None
+            if id(instance) in refused and connections[using].in_atomic_block:
+                manager = type(instance)._base_manager  # type: ignore[attr-defined]
+                locked = manager.db_manager(using).select_for_update()
+                if not self.refresh:
+                    if not locked.filter(pk=instance.pk).values_list("pk").exists():
+                        raise error
+                    continue
+            if not self.refresh:
+                continue
             try:
-                # From the database the write goes to, not a lagging replica.
-                instance.refresh_from_db(using=router.db_for_write(type(instance), instance=instance))
+                instance.refresh_from_db(using=using, from_queryset=locked)
             except ObjectDoesNotExist:
                 raise error from None
 
-    def attempt(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def attempt(
+        self, func: Callable[..., Any], args: Any, kwargs: Any, refused: RecordModifiedError | None = None
+    ) -> Any:
         # concurrency.transaction.atomic: a transaction a cluster rolled back for a
         # concurrent write (Galera certification) is a conflict like any other.
         with atomic(using=self.using):
+            if refused is not None:
+                # lock_on_retry: this attempt starts by locking the rows the last one was refused on.
+                self.reload(refused, args, kwargs, lock=True)
             return func(*args, **kwargs)
+
+    def after(self, error: RecordModifiedError, args: Any, kwargs: Any) -> RecordModifiedError | None:
+        """Prepare the next attempt after ``error``; return the error it must start by locking.
+
+        Without ``lock_on_retry`` the instances are refreshed here, between
+        attempts; with it, inside the next attempt's transaction, by a locking read.
+        """
+        if self.lock_on_retry:
+            return error
+        self.reload(error, args, kwargs)
+        return None
 
     def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
+            refused = None
             while True:
                 try:
-                    return self.attempt(func, args, kwargs)
+                    return self.attempt(func, args, kwargs, refused)
                 except RecordModifiedError as error:
-                    if not self.retries(error, attempt):
+                    # The refused error again: its row was deleted before the lock was taken.
+                    if error is refused or not self.retries(error, attempt):
                         raise
-                    self.reload(error, args, kwargs)
+                    refused = self.after(error, args, kwargs)
                 time.sleep(self.backoff(attempt))
                 attempt += 1
 
         async def acall(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
+            refused = None
             while True:
                 try:
-                    return await sync_to_async(self.attempt)(func, args, kwargs)
+                    return await sync_to_async(self.attempt)(func, args, kwargs, refused)
                 except RecordModifiedError as error:
-                    if not self.retries(error, attempt):
+                    if error is refused or not self.retries(error, attempt):
                         raise
-                    await sync_to_async(self.reload)(error, args, kwargs)
+                    refused = await sync_to_async(self.after)(error, args, kwargs)
                 await asyncio.sleep(self.backoff(attempt))
                 attempt += 1
 
@@ -183,6 +236,7 @@ def retry_on_conflict(
     jitter: bool = ...,
     refresh: bool = ...,
     using: str | None = ...,
+    lock_on_retry: bool = ...,
 ) -> F: ...
 
 
@@ -197,6 +251,7 @@ def retry_on_conflict(
     jitter: bool = ...,
     refresh: bool = ...,
     using: str | None = ...,
+    lock_on_retry: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -210,6 +265,7 @@ def retry_on_conflict(
     jitter: bool = True,
     refresh: bool = True,
     using: str | None = None,
+    lock_on_retry: bool = False,
 ) -> F | Callable[[F], F]:
     """Call ``func`` again when it raises ``RecordModifiedError``, at most ``attempts`` times in all.
 
@@ -226,6 +282,12 @@ def retry_on_conflict(
       so none of its in-memory changes may be applied twice. Then the wrapper
       sleeps for a random time up to ``delay * 2 ** (attempt - 1)`` seconds,
       capped at ``max_delay`` (exactly that time if ``jitter=False``).
+    - With ``lock_on_retry=True`` there is no pause: the next attempt starts
+      inside its transaction by reading the refused rows with
+      ``SELECT ... FOR UPDATE`` (refreshing those instances), so it waits for
+      the writer ahead of it instead of racing it again. For hot rows, where
+      retrying at once or after a pause keeps losing. SQLite, which admits
+      one writer at a time, has no row locks: nothing is locked there.
     - The last conflict is re-raised once the attempts are used up. A deleted
       row (``RecordDeletedError``) is re-raised at once: it cannot succeed.
 
@@ -238,7 +300,7 @@ def retry_on_conflict(
         raise ValueError("attempts must be at least 1.")
     if delay < 0 or max_delay < 0:
         raise ValueError("delay and max_delay must not be negative.")
-    policy = _Policy(attempts, delay, max_delay, jitter, refresh, using)
+    policy = _Policy(attempts, delay, max_delay, jitter, refresh, using, lock_on_retry)
     if func is None:
         return policy
     return policy(func)
