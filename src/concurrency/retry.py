@@ -15,6 +15,7 @@ partial writes behind and does not break an enclosing ``atomic()`` block::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -97,52 +98,72 @@ class _Policy:
         attempt must start from what the database holds, not only for the
         instance whose write was refused.
 
-        With ``lock`` (called inside the next attempt's transaction), the rows
-        the error names are read with ``SELECT ... FOR UPDATE``, in one order
-        (model, pk) whichever process escalates, and stay locked until that
-        transaction ends: nobody else can write them in between, so the attempt
-        cannot be refused on them again. With ``refresh=False`` they are locked
-        but not refreshed.
+        With ``lock`` (called inside the next attempt's transaction) the rows
+        the error names are read with ``SELECT ... FOR UPDATE`` instead, which
+        refreshes them (see ``lock``).
         """
-        named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
-        stale = [instance for instance in named if instance is not None]
-        refused = {id(instance) for instance in stale} if lock else set()
+        stale = _refused_instances(error)
         if lock:
-            stale.sort(key=lambda instance: (instance._meta.label, str(instance.pk)))
-        elif not self.refresh:
+            self.lock([(type(instance), instance.pk, instance) for instance in stale])
+        if not self.refresh:
             return
-        given = _versioned_instances(args, kwargs or {}) if self.refresh else []
-        seen: set[int] = set()
-        for instance in [*stale, *given]:
+        seen: set[int] = {id(instance) for instance in stale} if lock else set()
+        for instance in [*stale, *_versioned_instances(args, kwargs or {})]:
             if id(instance) in seen:
                 continue
             seen.add(id(instance))
-            # From the database the write goes to, not a lagging replica.
-            using = router.db_for_write(type(instance), instance=instance)
-            locked = None
-            if id(instance) in refused and connections[using].in_atomic_block:
-                manager = type(instance)._base_manager  # type: ignore[attr-defined]
-                locked = manager.db_manager(using).select_for_update()
-                if not self.refresh:
-                    if not locked.filter(pk=instance.pk).values_list("pk").exists():
-                        raise error
-                    continue
-            if not self.refresh:
-                continue
             try:
-                instance.refresh_from_db(using=using, from_queryset=locked)
+                # From the database the write goes to, not a lagging replica.
+                instance.refresh_from_db(using=router.db_for_write(type(instance), instance=instance))
             except ObjectDoesNotExist:
                 raise error from None
 
+    def lock(self, rows: list[tuple[type[Model], Any, Model | None]]) -> None:
+        """Lock ``rows`` (model, pk, instance or None) with ``SELECT ... FOR UPDATE``.
+
+        Called inside an attempt's transaction, in one order (model, pk)
+        whichever process calls it, so two attempts locking the same rows do
+        not deadlock on them. An instance is refreshed by the locking read
+        (unless ``refresh=False``); a row without one is only locked. A row
+        that no longer exists raises ``_GoneError``. On a database whose
+        connection is not in a transaction (another database than ``using``)
+        or that has no row locks (SQLite), the instance is only refreshed.
+        """
+        for model, pk, instance in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
+            # From the database the write goes to, not a lagging replica.
+            using = router.db_for_write(model, instance=instance)
+            rows_of: Any = model._base_manager.db_manager(using).all()  # type: ignore[attr-defined]
+            if connections[using].in_atomic_block:
+                rows_of = rows_of.select_for_update()
+            try:
+                if instance is not None and self.refresh:
+                    instance.refresh_from_db(using=using, from_queryset=rows_of)
+                elif not rows_of.filter(pk=pk).values_list("pk").exists():
+                    raise _GoneError
+            except ObjectDoesNotExist:
+                raise _GoneError from None
+
     def attempt(
-        self, func: Callable[..., Any], args: Any, kwargs: Any, refused: RecordModifiedError | None = None
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        refused: RecordModifiedError | None = None,
+        hot: tuple[tuple[type[Model], Any], ...] = (),
     ) -> Any:
         # concurrency.transaction.atomic: a transaction a cluster rolled back for a
         # concurrent write (Galera certification) is a conflict like any other.
         with atomic(using=self.using):
             if refused is not None:
                 # lock_on_retry: this attempt starts by locking the rows the last one was refused on.
-                self.reload(refused, args, kwargs, lock=True)
+                try:
+                    self.reload(refused, args, kwargs, lock=True)
+                except _GoneError:
+                    raise refused from None
+            elif hot:
+                # lock_on_retry: a call like one refused a moment ago locks those rows first.
+                with contextlib.suppress(_GoneError):  # Deleted since: the function finds out itself.
+                    self.lock([(model, pk, None) for model, pk in hot])
             return func(*args, **kwargs)
 
     def after(self, error: RecordModifiedError, args: Any, kwargs: Any) -> RecordModifiedError | None:
@@ -157,31 +178,39 @@ class _Policy:
         return None
 
     def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        hot = _HotRows()
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
             refused = None
+            key = hot.key(args, kwargs) if self.lock_on_retry else None
             while True:
                 try:
-                    return self.attempt(func, args, kwargs, refused)
+                    return self.attempt(func, args, kwargs, refused, hot.get(key) if attempt == 1 else ())
                 except RecordModifiedError as error:
                     # The refused error again: its row was deleted before the lock was taken.
                     if error is refused or not self.retries(error, attempt):
                         raise
                     refused = self.after(error, args, kwargs)
+                    hot.remember(key, error)
                 time.sleep(self.backoff(attempt))
                 attempt += 1
 
         async def acall(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
             refused = None
+            key = hot.key(args, kwargs) if self.lock_on_retry else None
             while True:
                 try:
-                    return await sync_to_async(self.attempt)(func, args, kwargs, refused)
+                    return await sync_to_async(self.attempt)(
+                        func, args, kwargs, refused, hot.get(key) if attempt == 1 else ()
+                    )
                 except RecordModifiedError as error:
                     if error is refused or not self.retries(error, attempt):
                         raise
                     refused = await sync_to_async(self.after)(error, args, kwargs)
+                    hot.remember(key, error)
                 await asyncio.sleep(self.backoff(attempt))
                 attempt += 1
 
@@ -203,6 +232,57 @@ class _Policy:
                 attempt += 1
 
         return wrapper
+
+
+class _GoneError(Exception):
+    """A row to lock no longer exists."""
+
+
+def _refused_instances(error: RecordModifiedError) -> list[Model]:
+    """Return the instances ``error`` was raised for: its target, or each of a bulk conflict's objects."""
+    named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
+    return [instance for instance in named if instance is not None]
+
+
+class _HotRows:
+    """The rows that calls of one wrapped function were refused on lately, by the call's arguments.
+
+    With ``lock_on_retry``, a call with the same (hashable) arguments as one
+    refused less than ``HOT_FOR`` seconds ago locks those rows in its first
+    attempt already: on a hot row, most first attempts would lose, and the
+    attempt after a conflict locks anyway. A call that conflicts again renews
+    the entry; when it has expired the next call is optimistic again.
+    """
+
+    HOT_FOR = 1.0
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, tuple[float, tuple[tuple[type[Model], Any], ...]]] = {}
+
+    @staticmethod
+    def key(args: Any, kwargs: dict[str, Any]) -> Any:
+        key = (args, frozenset(kwargs.items()))
+        try:
+            hash(key)
+        except TypeError:  # a list argument, an unsaved instance: nothing to remember by
+            return None
+        return key
+
+    def get(self, key: Any) -> tuple[tuple[type[Model], Any], ...]:
+        if key is None:
+            return ()
+        until, rows = self.rows.get(key, (0.0, ()))
+        return rows if time.monotonic() < until else ()
+
+    def remember(self, key: Any, error: RecordModifiedError) -> None:
+        if key is None:
+            return
+        rows = tuple((type(instance), instance.pk) for instance in _refused_instances(error))
+        self.rows.pop(key, None)
+        self.rows[key] = (time.monotonic() + self.HOT_FOR, rows)
+        while len(self.rows) > self.SIZE:
+            self.rows.pop(next(iter(self.rows)), None)
 
 
 def _versioned_instances(args: Any, kwargs: dict[str, Any]) -> list[Any]:
