@@ -417,6 +417,61 @@ class LockOnRetryTests(TransactionTestCase):
         # No pause before the escalated attempt: it waits on the lock instead.
         assert self.pauses == [0.0]
 
+    def test_a_call_like_a_refused_one_locks_in_its_first_attempt(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        hot, cold = (Counter.objects.create(name=name).pk for name in ("hot", "cold"))
+        locked: list[tuple[int, bool]] = []
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            calls.append(pk)
+            row = Counter.objects.get(pk=pk)
+            locked.append((pk, self._lock_taken_by_other(pk)))
+            if len(calls) == 1:
+                _write_behind(pk)  # the very first attempt is refused
+            row.value += 1
+            row.save()
+
+        increment(hot)
+        assert locked == [(hot, False), (hot, True)]
+        locked.clear()
+        # The same arguments within a second: the refused row is locked before the function runs
+        # (a write from another connection would now wait for this attempt to commit).
+        increment(hot)
+        assert locked == [(hot, True)]
+        locked.clear()
+        # Other arguments: optimistic as ever.
+        increment(cold)
+        assert locked == [(cold, False)]
+        assert Counter.objects.get(pk=hot).value == 12
+        assert Counter.objects.get(pk=cold).value == 1
+
+    def test_a_call_after_the_hot_window_is_optimistic_again(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment() -> None:
+            row = Counter.objects.get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment()
+        hot_for, retry_module._HotRows.HOT_FOR = retry_module._HotRows.HOT_FOR, 0.0
+        try:
+            increment()
+        finally:
+            retry_module._HotRows.HOT_FOR = hot_for
+        assert locked == [False, True, False]
+        assert Counter.objects.get(pk=pk).value == 12
+
     def test_the_refused_instance_is_refreshed_under_the_lock(self) -> None:
         counter = Counter.objects.create(name="c")
         _write_behind(counter.pk)

@@ -272,15 +272,15 @@ class _HotRows:
     def get(self, key: Any) -> tuple[tuple[type[Model], Any], ...]:
         if key is None:
             return ()
-        until, rows = self.rows.get(key, (0.0, ()))
-        return rows if time.monotonic() < until else ()
+        refused_at, rows = self.rows.get(key, (0.0, ()))
+        return rows if time.monotonic() - refused_at < self.HOT_FOR else ()
 
     def remember(self, key: Any, error: RecordModifiedError) -> None:
         if key is None:
             return
         rows = tuple((type(instance), instance.pk) for instance in _refused_instances(error))
         self.rows.pop(key, None)
-        self.rows[key] = (time.monotonic() + self.HOT_FOR, rows)
+        self.rows[key] = (time.monotonic(), rows)
         while len(self.rows) > self.SIZE:
             self.rows.pop(next(iter(self.rows)), None)
 
