@@ -366,8 +366,10 @@ def retry_on_conflict(
       inside its transaction by reading the refused rows with
       ``SELECT ... FOR UPDATE`` (refreshing those instances), so it waits for
       the writer ahead of it instead of racing it again. For hot rows, where
-      retrying at once or after a pause keeps losing. SQLite, which admits
-      one writer at a time, has no row locks: nothing is locked there.
+      retrying at once or after a pause keeps losing. A later call with the
+      same (hashable) arguments within a second of a conflict locks those
+      rows in its first attempt already. SQLite, which admits one writer at
+      a time, has no row locks: nothing is locked there.
     - The last conflict is re-raised once the attempts are used up. A deleted
       row (``RecordDeletedError``) is re-raised at once: it cannot succeed.
 
