@@ -2,7 +2,7 @@
 
 Each worker process has its own database connection; they stand for separate
 application servers. Every worker does K read-modify-write increments, either
-of one row or of a small hot set of rows, in five ways:
+of one row or of a small hot set of rows (4, or ``--hot-rows``), in six ways:
 
     optimistic   versioned model; on RecordModifiedError re-read and re-apply
                  at once (one concurrency.transaction.atomic() per attempt)
@@ -10,6 +10,10 @@ of one row or of a small hot set of rows, in five ways:
                  the same through concurrency.retry.retry_on_conflict(delay=2 ms,
                  max_delay=32 ms): a random pause of 0..2 ms x 2^(conflicts - 1)
                  before each retry ("full jitter")
+    lock_on_retry
+                 retry_on_conflict(lock_on_retry=True): no pause; the attempt after
+                 a conflict first locks the refused row (SELECT ... FOR UPDATE,
+                 refreshing it), then re-reads and saves
     pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
     F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
     unversioned  plain model; read, add one, save: the bug this library fixes
@@ -55,7 +59,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 # One database per run (per database process), so runs started at once do not collide.
 BENCH_DB = f"concurrency_bench_contention_{os.getpid()}"
-MODES = ("optimistic", "retry_on_conflict", "pessimistic", "F()", "unversioned")
+MODES = ("optimistic", "retry_on_conflict", "lock_on_retry", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
 
@@ -181,7 +185,13 @@ def worker(
         nonlocal conflicts
         conflicts += 1
 
-    if mode == "retry_on_conflict":
+    @retry_on_conflict(attempts=10_000, lock_on_retry=True)
+    def increment_locking_on_retry(pk: int) -> None:
+        row = Counter.objects.get(pk=pk)
+        row.value += 1
+        row.save()
+
+    if mode in ("retry_on_conflict", "lock_on_retry"):
         conflict_detected.connect(count_conflict, weak=False)
 
     def increment(pk: int) -> None:
@@ -198,6 +208,8 @@ def worker(
                     conflicts += 1
         elif mode == "retry_on_conflict":
             increment_with_backoff(pk)
+        elif mode == "lock_on_retry":
+            increment_locking_on_retry(pk)
         elif mode == "pessimistic":
             with transaction.atomic():
                 plain = PlainCounter.objects.select_for_update().get(pk=pk)
@@ -229,15 +241,17 @@ def worker(
     results.put((start, end, conflicts, queries, busy))
 
 
-def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx: Any) -> Outcome:
+def run_one(
+    db: str, workload: str, mode: str, procs: int, increments: int, ctx: Any, hot_rows: int = HOT_ROWS
+) -> Outcome:
     """Reset the rows, run ``procs`` workers, and check the totals."""
     from django.db import connection, connections
 
     from tests.demo.models import Counter, PlainCounter
 
-    model = Counter if mode in ("optimistic", "retry_on_conflict") else PlainCounter
+    model = Counter if mode in ("optimistic", "retry_on_conflict", "lock_on_retry") else PlainCounter
     model.objects.all().delete()
-    count = 1 if workload == "one row" else HOT_ROWS
+    count = 1 if workload == "one row" else hot_rows
     pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]
     # Forked children must not share the parent's socket.
     connections.close_all()
@@ -279,7 +293,9 @@ def run_one(db: str, workload: str, mode: str, procs: int, increments: int, ctx:
     )
 
 
-def bench_database(db: str, procs: int, increments: int, rounds: int, keep: bool) -> list[Outcome]:
+def bench_database(
+    db: str, procs: int, increments: int, rounds: int, keep: bool, hot_rows: int = HOT_ROWS
+) -> list[Outcome]:
     setup_django(db)
     create_database(db)
     ctx = multiprocessing.get_context("fork")
@@ -290,7 +306,7 @@ def bench_database(db: str, procs: int, increments: int, rounds: int, keep: bool
             order = MODES[round_no % len(MODES) :] + MODES[: round_no % len(MODES)]
             for workload in WORKLOADS:
                 for mode in order:
-                    outcomes.append(run_one(db, workload, mode, procs, increments, ctx))
+                    outcomes.append(run_one(db, workload, mode, procs, increments, ctx, hot_rows))
     finally:
         if not keep:
             drop_database(db)
@@ -385,12 +401,15 @@ def main() -> int:
     parser.add_argument("-p", "--procs", type=int, default=4)
     parser.add_argument("-k", "--increments", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hot-rows", type=int, default=HOT_ROWS, help="rows in the hot set (4)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        outcomes = bench_database(args.child, args.procs, args.increments, args.rounds, args.keep)
+        outcomes = bench_database(
+            args.child, args.procs, args.increments, args.rounds, args.keep, args.hot_rows
+        )
         print(json.dumps([o.__dict__ for o in outcomes]))
         return 0
 
@@ -399,7 +418,8 @@ def main() -> int:
     for db in args.db or ["postgresql", "mariadb", "sqlite"]:
         print(f"... {db}: {args.procs} processes x {args.increments} increments", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--child", db, "-p", str(args.procs), "-k", str(args.increments)]
-        cmd += ["--rounds", str(args.rounds)] + (["--keep"] if args.keep else [])
+        cmd += ["--rounds", str(args.rounds), "--hot-rows", str(args.hot_rows)]
+        cmd += ["--keep"] if args.keep else []
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
         found = [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
         print_table(summarize(found), file=sys.stderr)

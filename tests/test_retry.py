@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import queue
 import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, models, transaction
 from django.test import TestCase, TransactionTestCase
 
 from concurrency import retry as retry_module
 from concurrency.api import retry_on_conflict
 from concurrency.exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
 from concurrency.signals import conflict_detected
+from tests import workers
 from tests.demo.models import Category, Counter, Stock
 
 
@@ -344,3 +347,246 @@ class BulkRaceTests(TransactionTestCase):
         assert set(Stock.objects.values_list("quantity", "version")) == {
             (threads * rounds, 1 + threads * rounds)
         }
+
+
+# --- lock_on_retry: the attempt after a conflict locks the refused row --------
+
+CHILD_WAIT = 180.0
+
+
+def _in_other_connection(work: Any) -> Any:
+    """Run ``work()`` in a thread with a connection of its own; return its result or error."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+def _write_behind(pk: int) -> None:
+    """Increment the counter from another connection, committed, as another process would."""
+
+    def write() -> None:
+        Counter.objects.filter(pk=pk).update(value=models.F("value") + 10, version=models.F("version") + 1)
+
+    assert _in_other_connection(write) is None
+
+
+class LockOnRetryTests(TransactionTestCase):
+    pauses: list[float]
+
+    def _lock_taken_by_other(self, pk: int) -> bool:
+        """Return whether another connection finds the row locked (SELECT ... FOR UPDATE NOWAIT)."""
+
+        def probe() -> None:
+            with transaction.atomic():
+                list(Counter.objects.select_for_update(nowait=True).filter(pk=pk))
+
+        return isinstance(_in_other_connection(probe), DatabaseError)
+
+    def test_escalated_attempt_holds_the_row_lock_and_keeps_the_increment(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)  # committed by another connection: the first attempt is refused
+        seen: list[tuple[int, int, bool | None]] = []
+        server = connection.vendor != "sqlite"
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(row: Counter) -> None:
+            seen.append((row.value, row.version, self._lock_taken_by_other(row.pk) if server else None))
+            row.value += 1
+            row.save()
+
+        increment(counter)
+        if server:
+            # The first attempt held no lock; the second had locked the row and refreshed it.
+            assert seen == [(0, 1, False), (10, 2, True)]
+        else:
+            # SQLite has no row locks (one writer at a time): the row is only refreshed.
+            assert seen == [(0, 1, None), (10, 2, None)]
+        row = Counter.objects.get()
+        assert (row.value, row.version) == (11, 3)
+        # No pause before the escalated attempt: it waits on the lock instead.
+        assert self.pauses == [0.0]
+
+    def test_a_call_like_a_refused_one_locks_in_its_first_attempt(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        hot, cold = (Counter.objects.create(name=name).pk for name in ("hot", "cold"))
+        locked: list[tuple[int, bool]] = []
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            calls.append(pk)
+            row = Counter.objects.get(pk=pk)
+            locked.append((pk, self._lock_taken_by_other(pk)))
+            if len(calls) == 1:
+                _write_behind(pk)  # the very first attempt is refused
+            row.value += 1
+            row.save()
+
+        increment(hot)
+        assert locked == [(hot, False), (hot, True)]
+        locked.clear()
+        # The same arguments within a second: the refused row is locked before the function runs
+        # (a write from another connection would now wait for this attempt to commit).
+        increment(hot)
+        assert locked == [(hot, True)]
+        locked.clear()
+        # Other arguments: optimistic as ever.
+        increment(cold)
+        assert locked == [(cold, False)]
+        assert Counter.objects.get(pk=hot).value == 12
+        assert Counter.objects.get(pk=cold).value == 1
+
+    def test_a_call_after_the_hot_window_is_optimistic_again(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment() -> None:
+            row = Counter.objects.get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment()
+        hot_for, retry_module._HotRows.HOT_FOR = retry_module._HotRows.HOT_FOR, 0.0
+        try:
+            increment()
+        finally:
+            retry_module._HotRows.HOT_FOR = hot_for
+        assert locked == [False, True, False]
+        assert Counter.objects.get(pk=pk).value == 12
+
+    def test_the_refused_instance_is_refreshed_under_the_lock(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def add(row: Counter) -> None:
+            row.value += 1
+            row.save()
+
+        add(counter)
+        assert (counter.value, counter.version) == (11, 3)
+        assert Counter.objects.values_list("value", "version").get() == (11, 3)
+
+    def test_without_refresh_the_row_is_locked_but_not_refreshed(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True, refresh=False)
+        def touch(row: Counter) -> None:
+            calls.append(row.version)
+            row.save()
+
+        with pytest.raises(RecordModifiedError) as info:
+            touch(counter)
+        assert calls == [1, 1]
+        assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_a_row_deleted_before_the_lock_ends_the_retries(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        counter = Counter.objects.create(name="c")
+        calls = []
+
+        @retry_on_conflict(attempts=5, lock_on_retry=True)
+        def add(row: Counter) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                _write_behind(row.pk)
+            row.value += 1
+            row.save()
+            if len(calls) == 1:
+                # Not reached: the save above is refused.
+                raise AssertionError
+
+        def delete_after_first_conflict(**kwargs: Any) -> None:
+            _in_other_connection(lambda: Counter.objects.filter(pk=counter.pk).delete())
+
+        conflict_detected.connect(delete_after_first_conflict, sender=Counter, weak=False)
+        try:
+            with pytest.raises(RecordModifiedError) as info:
+                add(counter)
+        finally:
+            conflict_detected.disconnect(delete_after_first_conflict, sender=Counter)
+        assert calls == [1]
+        assert info.value.target is counter
+        assert not Counter.objects.exists()
+
+    def test_an_async_def_function_cannot_lock(self) -> None:
+        async def add() -> None: ...
+
+        with pytest.raises(TypeError, match="acall"):
+            retry_on_conflict(add, lock_on_retry=True)
+
+    def test_acall_locks_too(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+        calls = []
+
+        def add(row: Counter) -> None:
+            calls.append(row.version)
+            row.value += 1
+            row.save()
+
+        asyncio.run(retry_on_conflict(add, attempts=2, lock_on_retry=True).acall(counter))
+        assert calls == [1, 2]
+        assert Counter.objects.values_list("value", "version").get() == (11, 3)
+
+
+class LockOnRetryRaceTests(TransactionTestCase):
+    """Real processes, each with its own connection, on one hot row."""
+
+    def test_race_processes_never_refused_twice_and_lose_no_increment(self) -> None:
+        pk = Counter.objects.create(name="hot").pk
+        procs, increments = 3, 30
+        ctx = multiprocessing.get_context("spawn")
+        start = ctx.Event()
+        results = ctx.Queue()
+        children = [
+            ctx.Process(
+                target=workers.increment_locking_on_retry,
+                args=(connection.settings_dict["NAME"], pk, increments, start, results),
+                daemon=True,
+            )
+            for _ in range(procs)
+        ]
+        for child in children:
+            child.start()
+        connection.close()
+        start.set()
+        reports = []
+        try:
+            for _ in children:
+                reports.append(results.get(timeout=CHILD_WAIT))
+        except queue.Empty:
+            pytest.fail(f"workers exited with {[c.exitcode for c in children]}")
+        finally:
+            for child in children:
+                child.join(CHILD_WAIT)
+        # Two attempts each: an escalated attempt refused again would have raised.
+        assert [failure for _conflicts, failure in reports] == [None] * procs
+        row = Counter.objects.get(pk=pk)
+        assert (row.value, row.version) == (procs * increments, 1 + procs * increments)
+        if connection.vendor != "sqlite":
+            # The processes collided (else nothing was escalated)...
+            assert sum(conflicts for conflicts, _failure in reports) > 0
+        # ...and at most once per increment: the locked attempt always won.
+        assert all(conflicts <= increments for conflicts, _failure in reports)

@@ -74,3 +74,41 @@ def hammer(database: str, pk: int, acknowledged: Any, index: int) -> None:
         traceback.print_exc()
     finally:
         os._exit(1)
+
+
+def increment_locking_on_retry(database: str, pk: int, increments: int, start: Any, results: Any) -> None:
+    """Increment the row through retry_on_conflict(lock_on_retry=True) with two attempts.
+
+    Reports (conflicts seen, error or None): an escalated attempt that was
+    refused again would exhaust the two attempts and end with the error.
+    """
+    conflicts = 0
+    failure = None
+    try:
+        setup_django(database)
+        from django.db import connection
+
+        from concurrency.retry import retry_on_conflict
+        from concurrency.signals import conflict_detected
+        from tests.demo.models import Counter
+
+        def count(**kwargs: Any) -> None:
+            nonlocal conflicts
+            conflicts += 1
+
+        conflict_detected.connect(count, sender=Counter, weak=False)
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment() -> None:
+            row = Counter.objects.get(pk=pk)
+            row.value += 1
+            row.save()
+
+        connection.ensure_connection()
+        start.wait()
+        for _ in range(increments):
+            increment()
+        connection.close()
+    except BaseException:
+        failure = traceback.format_exc()
+    results.put((conflicts, failure))

@@ -15,6 +15,7 @@ partial writes behind and does not break an enclosing ``atomic()`` block::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -26,7 +27,7 @@ from typing import Any, TypeVar, overload
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import router
+from django.db import connections, router
 from django.db.models import Model
 
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
@@ -47,14 +48,23 @@ class _Policy:
     jitter: bool
     refresh: bool
     using: str | None
+    lock_on_retry: bool = False
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
+            if self.lock_on_retry:
+                raise TypeError(
+                    "lock_on_retry=True needs a transaction per attempt, which an async def "
+                    "function does not get: decorate a plain function and await its acall()."
+                )
             return self._wrap_async(func)  # type: ignore[return-value]
         return self._wrap_sync(func)  # type: ignore[return-value]
 
     def backoff(self, attempt: int) -> float:
         """Return the pause after failed attempt number ``attempt`` (1-based)."""
+        if self.lock_on_retry:
+            # The next attempt waits for the row lock instead, and for no longer than needed.
+            return 0.0
         cap = min(self.max_delay, self.delay * 2 ** (attempt - 1))
         # "Full jitter": threads that collided once must not collide again in step.
         return random.uniform(0, cap) if self.jitter else cap
@@ -77,7 +87,9 @@ class _Policy:
         )
         return True
 
-    def reload(self, error: RecordModifiedError, args: Any = (), kwargs: Any = None) -> None:
+    def reload(
+        self, error: RecordModifiedError, args: Any = (), kwargs: Any = None, *, lock: bool = False
+    ) -> None:
         """Refresh every versioned instance the attempt was given, and those the error names.
 
         A refused attempt is rolled back as a whole, so every instance it was
@@ -85,13 +97,19 @@ class _Policy:
         dicts in them) may hold changes the database no longer has: the next
         attempt must start from what the database holds, not only for the
         instance whose write was refused.
+
+        With ``lock`` (called inside the next attempt's transaction) the rows
+        the error names are read with ``SELECT ... FOR UPDATE`` instead, which
+        refreshes them (see ``lock``).
         """
+        stale = _refused_instances(error)
+        if lock:
+            self.lock([(type(instance), instance.pk, instance) for instance in stale])
         if not self.refresh:
             return
-        stale = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
-        seen: set[int] = set()
+        seen: set[int] = {id(instance) for instance in stale} if lock else set()
         for instance in [*stale, *_versioned_instances(args, kwargs or {})]:
-            if instance is None or id(instance) in seen:
+            if id(instance) in seen:
                 continue
             seen.add(id(instance))
             try:
@@ -100,35 +118,99 @@ class _Policy:
             except ObjectDoesNotExist:
                 raise error from None
 
-    def attempt(self, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def lock(self, rows: list[tuple[type[Model], Any, Model | None]]) -> None:
+        """Lock ``rows`` (model, pk, instance or None) with ``SELECT ... FOR UPDATE``.
+
+        Called inside an attempt's transaction, in one order (model, pk)
+        whichever process calls it, so two attempts locking the same rows do
+        not deadlock on them. An instance is refreshed by the locking read
+        (unless ``refresh=False``); a row without one is only locked. A row
+        that no longer exists raises ``_GoneError``. On a database whose
+        connection is not in a transaction (another database than ``using``)
+        or that has no row locks (SQLite), the instance is only refreshed.
+        """
+        for model, pk, instance in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
+            # From the database the write goes to, not a lagging replica.
+            using = router.db_for_write(model, instance=instance)
+            rows_of: Any = model._base_manager.db_manager(using).all()  # type: ignore[attr-defined]
+            if connections[using].in_atomic_block:
+                rows_of = rows_of.select_for_update()
+            try:
+                if instance is not None and self.refresh:
+                    instance.refresh_from_db(using=using, from_queryset=rows_of)
+                elif not rows_of.filter(pk=pk).values_list("pk").exists():
+                    raise _GoneError
+            except ObjectDoesNotExist:
+                raise _GoneError from None
+
+    def attempt(
+        self,
+        func: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        refused: RecordModifiedError | None = None,
+        hot: tuple[tuple[type[Model], Any], ...] = (),
+    ) -> Any:
         # concurrency.transaction.atomic: a transaction a cluster rolled back for a
         # concurrent write (Galera certification) is a conflict like any other.
         with atomic(using=self.using):
+            if refused is not None:
+                # lock_on_retry: this attempt starts by locking the rows the last one was refused on.
+                try:
+                    self.reload(refused, args, kwargs, lock=True)
+                except _GoneError:
+                    raise refused from None
+            elif hot:
+                # lock_on_retry: a call like one refused a moment ago locks those rows first.
+                with contextlib.suppress(_GoneError):  # Deleted since: the function finds out itself.
+                    self.lock([(model, pk, None) for model, pk in hot])
             return func(*args, **kwargs)
 
+    def after(self, error: RecordModifiedError, args: Any, kwargs: Any) -> RecordModifiedError | None:
+        """Prepare the next attempt after ``error``; return the error it must start by locking.
+
+        Without ``lock_on_retry`` the instances are refreshed here, between
+        attempts; with it, inside the next attempt's transaction, by a locking read.
+        """
+        if self.lock_on_retry:
+            return error
+        self.reload(error, args, kwargs)
+        return None
+
     def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        hot = _HotRows()
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
+            refused = None
+            key = hot.key(args, kwargs) if self.lock_on_retry else None
             while True:
                 try:
-                    return self.attempt(func, args, kwargs)
+                    return self.attempt(func, args, kwargs, refused, hot.get(key) if attempt == 1 else ())
                 except RecordModifiedError as error:
-                    if not self.retries(error, attempt):
+                    # The refused error again: its row was deleted before the lock was taken.
+                    if error is refused or not self.retries(error, attempt):
                         raise
-                    self.reload(error, args, kwargs)
+                    refused = self.after(error, args, kwargs)
+                    hot.remember(key, error)
                 time.sleep(self.backoff(attempt))
                 attempt += 1
 
         async def acall(*args: Any, **kwargs: Any) -> Any:
             attempt = 1
+            refused = None
+            key = hot.key(args, kwargs) if self.lock_on_retry else None
             while True:
                 try:
-                    return await sync_to_async(self.attempt)(func, args, kwargs)
+                    return await sync_to_async(self.attempt)(
+                        func, args, kwargs, refused, hot.get(key) if attempt == 1 else ()
+                    )
                 except RecordModifiedError as error:
-                    if not self.retries(error, attempt):
+                    if error is refused or not self.retries(error, attempt):
                         raise
-                    await sync_to_async(self.reload)(error, args, kwargs)
+                    refused = await sync_to_async(self.after)(error, args, kwargs)
+                    hot.remember(key, error)
                 await asyncio.sleep(self.backoff(attempt))
                 attempt += 1
 
@@ -150,6 +232,57 @@ class _Policy:
                 attempt += 1
 
         return wrapper
+
+
+class _GoneError(Exception):
+    """A row to lock no longer exists."""
+
+
+def _refused_instances(error: RecordModifiedError) -> list[Model]:
+    """Return the instances ``error`` was raised for: its target, or each of a bulk conflict's objects."""
+    named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
+    return [instance for instance in named if instance is not None]
+
+
+class _HotRows:
+    """The rows that calls of one wrapped function were refused on lately, by the call's arguments.
+
+    With ``lock_on_retry``, a call with the same (hashable) arguments as one
+    refused less than ``HOT_FOR`` seconds ago locks those rows in its first
+    attempt already: on a hot row, most first attempts would lose, and the
+    attempt after a conflict locks anyway. A call that conflicts again renews
+    the entry; when it has expired the next call is optimistic again.
+    """
+
+    HOT_FOR = 1.0
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, tuple[float, tuple[tuple[type[Model], Any], ...]]] = {}
+
+    @staticmethod
+    def key(args: Any, kwargs: dict[str, Any]) -> Any:
+        key = (args, frozenset(kwargs.items()))
+        try:
+            hash(key)
+        except TypeError:  # a list argument, an unsaved instance: nothing to remember by
+            return None
+        return key
+
+    def get(self, key: Any) -> tuple[tuple[type[Model], Any], ...]:
+        if key is None:
+            return ()
+        refused_at, rows = self.rows.get(key, (0.0, ()))
+        return rows if time.monotonic() - refused_at < self.HOT_FOR else ()
+
+    def remember(self, key: Any, error: RecordModifiedError) -> None:
+        if key is None:
+            return
+        rows = tuple((type(instance), instance.pk) for instance in _refused_instances(error))
+        self.rows.pop(key, None)
+        self.rows[key] = (time.monotonic(), rows)
+        while len(self.rows) > self.SIZE:
+            self.rows.pop(next(iter(self.rows)), None)
 
 
 def _versioned_instances(args: Any, kwargs: dict[str, Any]) -> list[Any]:
@@ -183,6 +316,7 @@ def retry_on_conflict(
     jitter: bool = ...,
     refresh: bool = ...,
     using: str | None = ...,
+    lock_on_retry: bool = ...,
 ) -> F: ...
 
 
@@ -197,6 +331,7 @@ def retry_on_conflict(
     jitter: bool = ...,
     refresh: bool = ...,
     using: str | None = ...,
+    lock_on_retry: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -210,6 +345,7 @@ def retry_on_conflict(
     jitter: bool = True,
     refresh: bool = True,
     using: str | None = None,
+    lock_on_retry: bool = False,
 ) -> F | Callable[[F], F]:
     """Call ``func`` again when it raises ``RecordModifiedError``, at most ``attempts`` times in all.
 
@@ -226,6 +362,14 @@ def retry_on_conflict(
       so none of its in-memory changes may be applied twice. Then the wrapper
       sleeps for a random time up to ``delay * 2 ** (attempt - 1)`` seconds,
       capped at ``max_delay`` (exactly that time if ``jitter=False``).
+    - With ``lock_on_retry=True`` there is no pause: the next attempt starts
+      inside its transaction by reading the refused rows with
+      ``SELECT ... FOR UPDATE`` (refreshing those instances), so it waits for
+      the writer ahead of it instead of racing it again. For hot rows, where
+      retrying at once or after a pause keeps losing. A later call with the
+      same (hashable) arguments within a second of a conflict locks those
+      rows in its first attempt already. SQLite, which admits one writer at
+      a time, has no row locks: nothing is locked there.
     - The last conflict is re-raised once the attempts are used up. A deleted
       row (``RecordDeletedError``) is re-raised at once: it cannot succeed.
 
@@ -238,7 +382,7 @@ def retry_on_conflict(
         raise ValueError("attempts must be at least 1.")
     if delay < 0 or max_delay < 0:
         raise ValueError("delay and max_delay must not be negative.")
-    policy = _Policy(attempts, delay, max_delay, jitter, refresh, using)
+    policy = _Policy(attempts, delay, max_delay, jitter, refresh, using, lock_on_retry)
     if func is None:
         return policy
     return policy(func)
