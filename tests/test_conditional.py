@@ -184,15 +184,11 @@ class LoadedRowTests(TestCase):
             obj.save()
         return _one_update(ctx)
 
-    def test_changed_and_unchanged_saves_are_plain_updates(self) -> None:
-        assert not _compared_in_sql(self._save(self.article))
-        assert self.article.version == 1 == _stored(self.article)
+    def test_changed_saves_are_plain_updates_unchanged_ones_compare_in_sql(self) -> None:
         self.article.title = "new"
         assert not _compared_in_sql(self._save(self.article))
         assert self.article.version == 2 == _stored(self.article)
-        # The row it wrote is the row it holds now: the next saves are plain too.
-        assert not _compared_in_sql(self._save(self.article))
-        assert self.article.version == 2 == _stored(self.article)
+        # The row it wrote is the row it holds now: the next changed save is plain too.
         self.article.notes = "x"
         self.article.category = Category.objects.create(name="c")
         assert not _compared_in_sql(self._save(self.article))
@@ -200,6 +196,22 @@ class LoadedRowTests(TestCase):
         self.article.notes = None
         assert not _compared_in_sql(self._save(self.article))
         assert self.article.version == 4 == _stored(self.article)
+        # Nothing changed since: the database compares with the row as it is (a write under
+        # concurrency_disable_increment() elsewhere may have changed it without moving the version).
+        assert _compared_in_sql(self._save(self.article))
+        assert self.article.version == 4 == _stored(self.article)
+
+    def test_an_unchanged_save_after_a_write_that_kept_the_version_moves_it(self) -> None:
+        # Found by the state machine: another instance wrote under concurrency_disable_increment();
+        # writing back what this one loaded changes the row, so the version must move.
+        other = ConditionalArticle.objects.get(pk=self.article.pk)
+        other.title = "theirs"
+        with concurrency_disable_increment(ConditionalArticle):
+            other.save()
+        assert _stored(self.article) == 1
+        self._save(self.article)
+        assert self.article.version == 2 == _stored(self.article)
+        assert ConditionalArticle.objects.get(pk=self.article.pk).title == "t"
 
     def test_a_stale_loaded_instance_is_refused(self) -> None:
         other = ConditionalArticle.objects.get(pk=self.article.pk)
@@ -329,7 +341,7 @@ class LoadedRowAutocommitTests(TransactionTestCase):
                             obj.save()
                     else:
                         obj.save()
-                assert not _compared_in_sql(_one_update(ctx))
+                assert _compared_in_sql(_one_update(ctx)) is not change
                 assert obj.version == version + change == _stored(obj)
 
 

@@ -567,7 +567,9 @@ class ConditionalVersionField(AutoIncVersionField):
             else:
                 if not written:
                     return old
-                return self.next_version(instance, old) if changed else old
+                # Equal to what was loaded: the row may still differ, since a write
+                # under concurrency_disable_increment elsewhere keeps the version;
+                # the database compares, as for an instance that was not loaded.
             if changed:
                 return self.next_version(instance, old)
         checked = self.checked_fields(type(instance))
