@@ -558,7 +558,8 @@ class LockOnRetryRaceTests(TransactionTestCase):
         pk = Counter.objects.create(name="hot").pk
         procs, increments = 3, 30
         ctx = multiprocessing.get_context("spawn")
-        start = ctx.Event()
+        # The children start together once all are set up (a busy machine starts them far apart).
+        start = ctx.Barrier(procs, timeout=CHILD_WAIT)
         results = ctx.Queue()
         children = [
             ctx.Process(
@@ -571,7 +572,6 @@ class LockOnRetryRaceTests(TransactionTestCase):
         for child in children:
             child.start()
         connection.close()
-        start.set()
         reports = []
         try:
             for _ in children:
