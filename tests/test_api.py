@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from concurrency import core
+from concurrency.core import options as switches
 from concurrency.api import (
     apply_concurrency_check,
     concurrency_disable_increment,
@@ -114,11 +114,11 @@ class DisableTests(TestCase):
 
         @decorated
         def inner() -> None:
-            assert [entry.target for entry in core._disabled.get()] == [None, None]
+            assert [entry.target for entry in switches.checks_off.get()] == [None, None]
 
         with pytest.raises(ValueError):
             outer()
-        assert core._disabled.get() == ()
+        assert switches.checks_off.get() == ()
         _fresh, stale = _stale_pair()
         with pytest.raises(RecordModifiedError), transaction.atomic():
             stale.save()
@@ -131,7 +131,7 @@ class DisableTests(TestCase):
             stale.save()
         finally:
             toggle.finish()
-        assert core._disabled.get() == ()
+        assert switches.checks_off.get() == ()
 
     def test_decorator_keeps_name(self) -> None:
         @disable_concurrency()
@@ -198,7 +198,7 @@ class IsolationTests(TransactionTestCase):
         thread.start()
         inside.wait(5)
         obj = Article.objects.create(title="a")
-        seen.append(core.is_checked(obj))
+        seen.append(switches.is_checked(obj))
         release.set()
         thread.join()
         assert seen == [True]
@@ -218,11 +218,11 @@ class IsolationTests(TransactionTestCase):
 
             async def other_task() -> None:
                 await entered.wait()
-                results.append(core.is_checked(obj))
+                results.append(switches.is_checked(obj))
                 leave.set()
 
             await asyncio.gather(disabled_task(), other_task())
-            results.append(core.is_checked(obj))
+            results.append(switches.is_checked(obj))
             return results
 
         assert asyncio.run(scenario()) == [True, True]
@@ -230,7 +230,7 @@ class IsolationTests(TransactionTestCase):
     def test_async_decorator(self) -> None:
         @disable_concurrency()
         async def job() -> bool:
-            return core.is_checked(Article(title="x"))
+            return switches.is_checked(Article(title="x"))
 
         assert asyncio.run(job()) is False
-        assert core._disabled.get() == ()
+        assert switches.checks_off.get() == ()

@@ -12,7 +12,7 @@ keep: a row at another version than the instance holds, or missing, was
 changed or deleted, and is reported as a refused save is:
 ``RecordModifiedError`` or ``RecordDeletedError`` and the ``conflict_detected``
 signal. An instance whose save would be refused before it is sent (a version
-not loaded with the row) is refused the same way, by ``core.held_version``.
+not loaded with the row) is refused the same way, by ``held_version``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from django.db import connections, transaction
 from django.db.models import Model
 from django.utils.translation import gettext
 
-from . import core
+from .core.options import is_checked, options, options_of
+from .core.tracking import held_version
 from .exceptions import RecordDeletedError, RecordModifiedError
 from .signals import conflict_detected
 
@@ -38,12 +39,12 @@ def _group(instances: Iterable[Model]) -> dict[tuple[Any, str], list[Model]]:
     """Group ``instances`` by the model holding their version column and their database."""
     groups: dict[tuple[Any, str], list[Model]] = {}
     for instance in instances:
-        options = getattr(instance, "_concurrencymeta", None)
-        if options is None or not isinstance(instance, Model):
+        meta = options_of(instance)
+        if meta is None or not isinstance(instance, Model):
             raise TypeError(f"{instance!r} is not under concurrency control (it has no version field)")
         if instance.pk is None or instance._state.adding:
             raise ValueError(f"{instance!r} has not been saved: there is no row to verify.")
-        groups.setdefault((options.field.model, instance._state.db or "default"), []).append(instance)
+        groups.setdefault((meta.field.model, instance._state.db or "default"), []).append(instance)
     return groups
 
 
@@ -54,17 +55,17 @@ def verify(instances: Iterable[Model]) -> None:
     left alone. Raise for the first stale instance, in the order given.
     """
     for (model, using), group in _group(instances).items():
-        checked = [obj for obj in group if core.is_checked(obj)]
+        checked = [obj for obj in group if is_checked(obj)]
         if checked:
             _verify_model(model, using, checked)
 
 
 def _verify_model(model: type[Model], using: str, instances: list[Model]) -> None:
-    field = model._concurrencymeta.field  # type: ignore[attr-defined]
+    field = options(model).field
     connection = connections[using]
     pk: Any = model._meta.pk
     # Refused before anything is sent, as a save of the instance would be.
-    held = [(obj, pk.to_python(obj.pk), *core.held_version(obj, field, using)) for obj in instances]
+    held = [(obj, pk.to_python(obj.pk), *held_version(obj, field, using)) for obj in instances]
     keys = list(dict.fromkeys(key for _obj, key, _version, _checked in held))
     # The keys went through to_python(), which is what preparing them does.
     prepared = [pk.get_db_prep_value(key, connection, prepared=True) for key in keys]

@@ -39,7 +39,7 @@ from django.utils.translation import ngettext
 
 from .compat import DJANGO_61
 from .conf import LIST_EDITABLE_POLICY_ABORT_ALL, conf
-from .core import is_checked
+from .core.options import is_checked, options, version_field_of
 from .exceptions import RecordModifiedError
 from .fields import VersionField
 from .forms import ConcurrentForm, VersionWidget
@@ -67,11 +67,6 @@ _ROW_SHOWN_KEY = "_concurrency_shown"
 _ATTEMPTS = 3
 # Conflicting rows named one by one in messages; the rest are counted.
 _NAMED_ROWS = 10
-
-
-def _version_field(model: type[models.Model]) -> VersionField | None:
-    options = getattr(model, "_concurrencymeta", None)
-    return None if options is None else options.field
 
 
 def _describe(obj: Any) -> str:
@@ -124,7 +119,7 @@ class ConcurrencyActionMixin:
 
     def action_checkbox(self, obj: Any) -> SafeString:
         """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
-        field = _version_field(type(obj))
+        field = version_field_of(type(obj))
         if field is None or not self.check_concurrent_action:
             return super().action_checkbox(obj)  # type: ignore[misc,no-any-return]
         checkbox = forms.CheckboxInput(
@@ -144,7 +139,7 @@ class ConcurrencyActionMixin:
         if location is not None and location.name != "CHANGE_LIST":
             # Django 6.1's change-form actions post the bare pk of the object shown.
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
-        field = _version_field(queryset.model)
+        field = version_field_of(queryset.model)
         values = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
         if field is None or not values or not self.check_concurrent_action:
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
@@ -299,7 +294,7 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
     def add_fields(self, form: forms.ModelForm, index: Any) -> None:
         super().add_fields(form, index)
         instance = getattr(form, "instance", None)
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         pk_field = form.fields.get(self.model._meta.pk.name)
         if field is None or pk_field is None or instance is None or instance._state.adding:
             return
@@ -325,7 +320,7 @@ class _ChangelistFormSet(forms.BaseModelFormSet):
 
     def clean(self) -> None:
         super().clean()
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         if field is None:
             return
         request = self.concurrency_request
@@ -459,14 +454,14 @@ class ConcurrencyListEditableMixin:
         return int(conf.POLICY)
 
     def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
-        if _version_field(self.model) is not None:  # type: ignore[attr-defined]
+        if version_field_of(self.model) is not None:  # type: ignore[attr-defined]
             base = kwargs.get("form") or forms.ModelForm
             if not issubclass(base, _ChangelistRowForm):
                 kwargs["form"] = type(base.__name__, (_ChangelistRowForm, base), {"__module__": __name__})
         return super().get_changelist_form(request, **kwargs)  # type: ignore[misc]
 
     def get_changelist_formset(self, request: HttpRequest, **kwargs: Any) -> type[forms.BaseModelFormSet]:
-        if _version_field(self.model) is None:  # type: ignore[attr-defined]
+        if version_field_of(self.model) is None:  # type: ignore[attr-defined]
             return super().get_changelist_formset(request, **kwargs)  # type: ignore[misc]
         base = kwargs.get("formset") or forms.BaseModelFormSet
         if not issubclass(base, _ChangelistFormSet):
@@ -486,7 +481,7 @@ class ConcurrencyListEditableMixin:
             request.method == "POST"
             and "_save" in request.POST
             and bool(self.list_editable)  # type: ignore[attr-defined]
-            and _version_field(self.model) is not None  # type: ignore[attr-defined]
+            and version_field_of(self.model) is not None  # type: ignore[attr-defined]
         )
         if not saving:
             return super().changelist_view(request, extra_context)  # type: ignore[misc]
@@ -578,7 +573,7 @@ class _LoadedRowForm(ConcurrentForm):
         self._concurrency_loaded = copy.copy(self.instance)
 
     def _current_version(self) -> list[Any]:
-        return [getattr(self.instance, self.instance._concurrencymeta.field.attname)]  # type: ignore[attr-defined]
+        return [getattr(self.instance, options(self.instance).field.attname)]
 
 
 class _InlineFormSet(forms.BaseModelFormSet):
@@ -602,7 +597,7 @@ class _InlineFormSet(forms.BaseModelFormSet):
 
     def clean(self) -> None:
         super().clean()
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         if field is None:
             return
         for form in self.initial_forms:
@@ -745,7 +740,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         page was loaded (see ``_InlineFormSet``).
         """
         for inline in self.get_inline_instances(request, obj):
-            field = _version_field(inline.model)
+            field = version_field_of(inline.model)
             kwargs: dict[str, Any] = {}
             if field is not None:
                 kwargs["widgets"] = {field.name: VersionWidget}
@@ -810,7 +805,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         answer of a row that never existed), or when the form does not carry a
         version signed for it (it was not a page that showed this object).
         """
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         if field is None or request.POST.get(TO_FIELD_VAR, request.GET.get(TO_FIELD_VAR)):
             return None
         from django.contrib.admin.models import DELETION, LogEntry
@@ -933,13 +928,13 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
     @property
     def delete_confirmation_template(self) -> str | None:  # type: ignore[override]
         """Post the signed version from the delete page, so the deletion is checked against it."""
-        if self.check_concurrent_delete and _version_field(self.model) is not None:
+        if self.check_concurrent_delete and version_field_of(self.model) is not None:
             return self.get_delete_confirmation_template()
         return None
 
     def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
         obj = context.get("object")
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         if field is not None and obj is not None and self.check_concurrent_delete:
             context["concurrency_version_name"] = ROW_VERSION_KEY
             context["concurrency_version"] = sign_version(
@@ -954,7 +949,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         from its own is refused at once; a change that lands after that read
         makes the conditional DELETE match no row. Either way nothing is deleted.
         """
-        field = _version_field(type(obj))
+        field = version_field_of(type(obj))
         if (
             field is not None
             and self.check_concurrent_delete
@@ -1028,12 +1023,12 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         errors: list[checks.CheckMessage] = super().check(**kwargs)
-        field = _version_field(self.model)
+        field = version_field_of(self.model)
         if field is not None:
-            errors.extend(self._check_version_field(field))
+            errors.extend(self._checkversion_field_of(field))
         return errors
 
-    def _check_version_field(self, field: VersionField) -> list[checks.CheckMessage]:
+    def _checkversion_field_of(self, field: VersionField) -> list[checks.CheckMessage]:
         name = field.name
         label = f"{type(self).__module__}.{type(self).__qualname__}"
         problems: list[checks.CheckMessage] = []
@@ -1102,7 +1097,7 @@ def _check_inlines(model_admin: admin.ModelAdmin) -> list[checks.CheckMessage]:
     """
     problems: list[checks.CheckMessage] = []
     for inline in model_admin.inlines:
-        field = _version_field(inline.model)
+        field = version_field_of(inline.model)
         if field is None:
             continue
         name = field.name

@@ -25,7 +25,7 @@ level of nested roots), in the write's transaction and before it:
   writes of a root this transaction already moved check the instance they hold
   against it and write nothing to the root.
 
-The hook is the backend's INSERT/UPDATE/DELETE compiler (``core.watch_writes``),
+The hook is the backend's INSERT/UPDATE/DELETE compiler (``watch_writes``),
 so it covers save, queryset ``update()``/``delete()``, ``bulk_create()``,
 ``bulk_update()``, related managers, cascades and ``SET_NULL`` through any
 manager. Raw SQL is not seen. The declaration is read when the ``concurrency``
@@ -46,7 +46,13 @@ from django.db.models.expressions import Col
 from django.db.models.signals import post_init, post_save, pre_delete, pre_save
 from django.db.models.sql.query import Query
 
-from . import core
+from .core.options import options, options_of
+from .core.refusal import raise_conflict
+from .core.roots import record_root_write, root_write
+from .core.tracking import held_version
+from .core.update import touch
+from .core.usable import keep_transaction_usable
+from .core.watch import watch_writes, writing
 from .fields import AutoIncVersionField, ConditionalVersionField
 from .managers import VersionedQuerySet
 
@@ -80,7 +86,7 @@ def _check_declaration(model: type[models.Model]) -> list[checks.CheckMessage]:
         field = model._meta.get_field(name)
     except Exception:
         field = None
-    if not isinstance(field, models.ForeignKey) or not hasattr(field.related_model, "_concurrencymeta"):
+    if not isinstance(field, models.ForeignKey) or options_of(field.related_model) is None:
         return [
             checks.Error(
                 f"ConcurrencyMeta.aggregate_root of {model._meta.label} is {name!r}, "
@@ -91,7 +97,7 @@ def _check_declaration(model: type[models.Model]) -> list[checks.CheckMessage]:
             )
         ]
     root: Any = field.related_model
-    if not root._concurrencymeta.increment:
+    if not options(root).increment:
         return [
             checks.Error(
                 f"ConcurrencyMeta.aggregate_root of {model._meta.label} names {root._meta.label}, "
@@ -124,12 +130,12 @@ def register() -> None:
         table = field.model._meta.concrete_model
         _roots[model] = _roots[table] = field
         root: Any = field.related_model
-        root._concurrencymeta.is_root = True
-        root._concurrencymeta.field.model._concurrencymeta.is_root = True
-        core.watch_writes(table, _watch)
+        options(root).is_root = True
+        options(options(root).field.model).is_root = True
+        watch_writes(table, _watch)
         for klass in models_:
             if issubclass(klass, table):
-                core.keep_transaction_usable(klass)
+                keep_transaction_usable(klass)
                 uid = f"concurrency.aggregate.{klass._meta.label}"
                 post_init.connect(_loaded, sender=klass, dispatch_uid=uid)
                 pre_save.connect(_saving, sender=klass, dispatch_uid=uid)
@@ -161,7 +167,7 @@ def _saving(sender: Any, instance: models.Model, raw: bool = False, **kwargs: An
 def _watch(compiler: Any, kind: str, write: Callable[[], Any]) -> Any:
     """Move the roots of the rows this INSERT/UPDATE/DELETE writes, then run it, in one transaction."""
     query = compiler.query
-    instance = core.writing.get()
+    instance = writing.get()
     if instance is not None and not isinstance(instance, query.model):
         instance = None
     if instance is not None and instance.__dict__.get(_RAW):
@@ -307,28 +313,28 @@ def _move(fk: Any, values: set[Any], holders: list[models.Model], using: str, am
 
 def _move_held(holder: Any, using: str) -> None:
     """Move the root ``holder`` is an instance of, checked against the version it holds."""
-    field = holder._concurrencymeta.field
-    entry = core.root_write(field.model, holder.pk, using)
+    field = options(holder).field
+    entry = root_write(field.model, holder.pk, using)
     if entry is None:
         before = getattr(holder, field.attname)
-        token = core.writing.set(holder)
+        token = writing.set(holder)
         try:
-            core.touch(holder, using)
+            touch(holder, using)
         finally:
-            core.writing.reset(token)
-        core.record_root_write(
+            writing.reset(token)
+        record_root_write(
             field.model, holder.pk, using, before, getattr(holder, field.attname), by_child=True
         )
         return
     # Moved already in this transaction: check the holder against it, write nothing.
-    held, checked = core.held_version(holder, field, using)
+    held, checked = held_version(holder, field, using)
     if checked and held != entry.new:
-        core.raise_conflict(holder, held, using)
+        raise_conflict(holder, held, using)
 
 
 def _bump_expression(model: Any) -> tuple[Any, bool]:
     """Return the SQL that moves a root's version, and whether it is the old version plus one."""
-    field = model._concurrencymeta.field
+    field = options(model).field
     if isinstance(field, ConditionalVersionField):
         return F(field.attname) + 1, True
     expression = field.next_version_expression([])
@@ -354,18 +360,18 @@ def bump_roots(
     leaves keys out. Return the number of rows moved.
     """
     target = field or root._meta.pk
-    options: Any = root._concurrencymeta  # type: ignore[attr-defined]
-    model = options.field.model
+    meta: Any = options(root)
+    model = meta.field.model
     wanted = {key for key in keys if key is not None}
     if target.primary_key:
         # Rows this transaction moved already need no query at all.
-        wanted = {key for key in wanted if core.root_write(model, key, using) is None}
+        wanted = {key for key in wanted if root_write(model, key, using) is None}
     if not wanted and among is None:
         return 0
     where = Q(**{f"{target.attname}__in": wanted})
     if among is not None:
         where |= Q(**{f"{target.attname}__in": among})
-    version = options.field
+    version = meta.field
     with transaction.atomic(using=using, savepoint=False):
         found = (
             root._base_manager.using(using)
@@ -375,22 +381,22 @@ def bump_roots(
             .order_by("pk")
             .values_list("pk", version.attname)
         )
-        fresh = [(pk, old) for pk, old in found if core.root_write(model, pk, using) is None]
+        fresh = [(pk, old) for pk, old in found if root_write(model, pk, using) is None]
         if not fresh:
             return 0
         pks = [pk for pk, _old in fresh]
         expression, plus_one = _bump_expression(model)
         rows = model._base_manager.using(using).filter(pk__in=pks)
-        token = core.writing.set(None)
+        token = writing.set(None)
         try:
             count = rows.update(**{version.attname: expression})
         finally:
-            core.writing.reset(token)
+            writing.reset(token)
         stored = (
             {pk: old + 1 for pk, old in fresh} if plus_one else dict(rows.values_list("pk", version.attname))
         )
         for pk, old in fresh:
-            core.record_root_write(model, pk, using, old, stored.get(pk), by_child=True)
+            record_root_write(model, pk, using, old, stored.get(pk), by_child=True)
     return int(count)
 
 
@@ -415,9 +421,9 @@ def _child_deleted(
 def _root_created(sender: Any, instance: models.Model, created: bool, using: str, **kwargs: Any) -> None:
     """A root inserted in this transaction: nobody else can hold it, its children need not move it."""
     if created:
-        field = instance._concurrencymeta.field  # type: ignore[attr-defined]
+        field = options(instance).field
         version = instance.__dict__.get(field.attname)
-        core.record_root_write(field.model, instance.pk, using, version, version, by_child=False)
+        record_root_write(field.model, instance.pk, using, version, version, by_child=False)
 
 
 # -- the public queryset ------------------------------------------------------------------

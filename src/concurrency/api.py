@@ -9,7 +9,18 @@ from typing import Any, TypeVar
 
 from django.db import models
 
-from . import _verify, core
+from . import _verify
+from .core.model import prepare_subclass
+from .core.options import (
+    ConcurrencyOptions,
+    Toggled,
+    checks_off,
+    increments_off,
+    options,
+    options_of,
+    pop,
+    push,
+)
 from .exceptions import RecordModifiedError
 from .retry import retry_on_conflict
 
@@ -29,9 +40,9 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _options(obj: Any) -> core.ConcurrencyOptions:
+def _options(obj: Any) -> ConcurrencyOptions:
     try:
-        return obj._concurrencymeta
+        return options(obj)
     except AttributeError:
         raise TypeError(f"{obj!r} is not under concurrency control (it has no version field)") from None
 
@@ -76,11 +87,9 @@ def apply_concurrency_check(
     versioned too: their cached field lists are refreshed and their saves and
     deletes checked, as for subclasses declared afterwards.
     """
-    if hasattr(model, "_concurrencymeta"):
+    if options_of(model) is not None:
         return
     versionclass().contribute_to_class(model, fieldname)
-    from .fields import _prepare_subclass
-
     # Django expires the field caches of ``model`` only (and the registry's
     # clear_cache() does nothing before the registry is ready, that is during
     # ready()): its subclasses would keep field lists without the new field.
@@ -91,7 +100,7 @@ def apply_concurrency_check(
         if getattr(subclass, "_meta", None) is None or subclass._meta.abstract:
             continue
         subclass._meta._expire_cache()  # type: ignore[attr-defined]
-        _prepare_subclass(subclass)
+        prepare_subclass(subclass)
         pending.extend(subclass.__subclasses__())
 
 
@@ -119,11 +128,11 @@ class _Toggle:
 
     def start(self) -> None:
         """Switch off; pair with ``finish()`` in the same thread or task."""
-        core.push(self.var, core.Toggled(self.target, self))
+        push(self.var, Toggled(self.target, self))
 
     def finish(self) -> None:
         """Undo the newest ``start()`` of this object in the current thread or task."""
-        core.pop(self.var, self)
+        pop(self.var, self)
 
     def __call__(self, func: F) -> F:
         target = self.target
@@ -159,13 +168,13 @@ class disable_concurrency(_Toggle):  # noqa: N801 - public name kept from the se
     Passing an object that is not versioned does nothing.
     """
 
-    var = core._disabled
+    var = checks_off
 
 
 class concurrency_disable_increment(_Toggle):  # noqa: N801 - public name kept from the seed API
     """Keep versions unchanged by writes of a model or instance; writes are still checked."""
 
-    var = core._no_increment
+    var = increments_off
 
 
 def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:

@@ -9,6 +9,7 @@ from django.db import DatabaseError
 from django.utils.translation import gettext_lazy as _
 
 from .compat import ObjectNotUpdated
+from .core.options import options
 
 __all__ = [
     "BulkUpdateConflictError",
@@ -136,7 +137,7 @@ class VersionNotLoadedError(ValueError):
     def __init__(self, instance: Any) -> None:
         self.target = instance
         opts = type(instance)._meta
-        name = type(instance)._concurrencymeta.field.name
+        name = options(type(instance)).field.name
         super().__init__(
             f"{opts.label} pk={instance.pk!r} was loaded without its version field {name!r} "
             f"(only()/defer()), so a write cannot be checked against the version that was read. "

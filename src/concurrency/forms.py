@@ -22,8 +22,9 @@ from django.db import models, router
 from django.forms.boundfield import BoundField
 from django.utils.translation import gettext_lazy as _
 
-from . import core
 from .conf import conf
+from .core.options import is_checked, options, options_of
+from .core.versions import current_version
 from .exceptions import VersionChangedError
 from .signing import VersionFieldSigner, get_signer, sign_version, unsign_version
 
@@ -207,8 +208,8 @@ class ConcurrentForm(forms.ModelForm):
             )
 
     def _version_field_name(self) -> str | None:
-        options = getattr(self._meta.model, "_concurrencymeta", None)
-        return None if options is None else options.field.name
+        meta = options_of(self._meta.model)
+        return None if meta is None else meta.field.name
 
     def _is_existing(self) -> bool:
         return not self.instance._state.adding and self.instance.pk is not None
@@ -229,7 +230,7 @@ class ConcurrentForm(forms.ModelForm):
     def _check_current(self, version: Any) -> None:
         """Add a non-field error if the row no longer has ``version`` (one query)."""
         instance = self.instance
-        if not core.is_checked(instance) or not (version or conf.VERSION_FIELD_REQUIRED):
+        if not is_checked(instance) or not (version or conf.VERSION_FIELD_REQUIRED):
             return
         current = self._current_version()
         if not current:
@@ -242,7 +243,7 @@ class ConcurrentForm(forms.ModelForm):
         instance = self.instance
         # Where the save will go: not a replica the instance may have been read from.
         using = router.db_for_write(type(instance), instance=instance)
-        return core.stored_version(instance, using)
+        return current_version(instance, using)
 
     def save(self, commit: bool = True) -> Any:
         """Save with the version the user submitted, so the UPDATE is checked against it.
@@ -256,6 +257,6 @@ class ConcurrentForm(forms.ModelForm):
             # ModelForm.save() raises its "didn't validate" ValueError.
             return super().save(commit=commit)
         if name is not None and self._is_existing() and self.cleaned_data.get(name) is not None:
-            attname = self.instance._concurrencymeta.field.attname
+            attname = options(self.instance).field.attname
             setattr(self.instance, attname, self.cleaned_data[name])
         return super().save(commit=commit)

@@ -42,6 +42,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .conf import conf
+from .core.options import options, options_of
 from .http import make_etag, version_from_etag
 
 __all__ = [
@@ -68,14 +69,14 @@ def interval() -> float:
 
 def _etag(model: type[models.Model], pk: Any, version: Any) -> str:
     probe = model(pk=pk)
-    setattr(probe, model._concurrencymeta.field.attname, version)  # type: ignore[attr-defined]
+    setattr(probe, options(model).field.attname, version)
     return make_etag(probe)
 
 
 def held_version(form: forms.BaseForm | None, instance: models.Model) -> Any:
     """Return the version ``form`` holds for ``instance``: what it was rendered with, or posted."""
-    attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
-    name = instance._concurrencymeta.field.name  # type: ignore[attr-defined]
+    attname = options(instance).field.attname
+    name = options(instance).field.name
     if form is not None and name in form.fields:
         value = form[name].value()
         # A posted value that did not verify has no version: there is nothing to watch.
@@ -195,7 +196,7 @@ def version_response(
             {"detail": gettext("“since” is not a date and time with a UTC offset.")}, status=400
         )
     model = queryset.model
-    field = model._concurrencymeta.field  # type: ignore[attr-defined]
+    field = options(model).field
     try:
         key = model._meta.pk.to_python(pk)  # type: ignore[union-attr]
     except ValidationError:
@@ -261,7 +262,7 @@ class LiveNoticeMixin:
         from django.contrib.admin.utils import unquote
 
         model = self.model  # type: ignore[attr-defined]
-        if not hasattr(model, "_concurrencymeta"):
+        if options_of(model) is None:
             raise Http404
         if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
             return JsonResponse({"detail": gettext("You may not view this record.")}, status=403)
@@ -286,7 +287,7 @@ class LiveNoticeMixin:
             and self.live_notice
             and obj is not None
             and obj.pk is not None
-            and hasattr(obj, "_concurrencymeta")
+            and options_of(obj) is not None
             and self.has_view_or_change_permission(request, obj)  # type: ignore[attr-defined]
         ):
             from django.contrib.admin.utils import quote
@@ -340,7 +341,7 @@ def version_view(request: HttpRequest, label: str, pk: str) -> HttpResponse:
         model = apps.get_model(label)
     except (LookupError, ValueError):
         raise Http404 from None
-    if not hasattr(model, "_concurrencymeta"):
+    if options_of(model) is None:
         raise Http404
     user = getattr(request, "user", None)
     if user is None or not may_view(user, model):

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from asgiref.sync import sync_to_async
 from django.db import NotSupportedError, models
 
-from . import core
+from .core.bulk import bulk_save_update
+from .core.options import is_model_incremented, options_of
 from .exceptions import BulkUpdateConflictError
 
 if TYPE_CHECKING:
@@ -47,9 +48,9 @@ class VersionedQuerySet(models.QuerySet):
         Setting the version explicitly, ``concurrency_disable_increment()``
         for the model, and ``ConcurrencyMeta.increment = False`` leave it alone.
         """
-        options = getattr(self.model, "_concurrencymeta", None)
-        if options is not None and core.is_model_incremented(self.model):
-            field = options.field
+        meta = options_of(self.model)
+        if meta is not None and is_model_incremented(self.model):
+            field = meta.field
             if field.name not in kwargs and field.attname not in kwargs:
                 opts = self.model._meta
                 values = [(opts.get_field(name), None, value) for name, value in kwargs.items()]
@@ -68,18 +69,18 @@ class VersionedQuerySet(models.QuerySet):
         An instance whose version was left behind could only be checked
         against a version loaded at save time, from a row the user never saw.
         """
-        options = getattr(self.model, "_concurrencymeta", None)
-        if options is not None and fields and fields != (None,):
-            names = {options.field.name, options.field.attname}
+        meta = options_of(self.model)
+        if meta is not None and fields and fields != (None,):
+            names = {meta.field.name, meta.field.attname}
             if not names.intersection(fields):
-                fields = (*fields, options.field.name)
+                fields = (*fields, meta.field.name)
         return super().only(*fields)
 
     def defer(self, *fields: Any) -> VersionedQuerySet:
         """Like ``QuerySet.defer()``, but the version is never deferred (see ``only()``)."""
-        options = getattr(self.model, "_concurrencymeta", None)
-        if options is not None:
-            names = {options.field.name, options.field.attname}
+        meta = options_of(self.model)
+        if meta is not None:
+            names = {meta.field.name, meta.field.attname}
             fields = tuple(f for f in fields if f not in names)
             if not fields:
                 return self._chain()  # type: ignore[attr-defined,no-any-return]
@@ -131,15 +132,15 @@ class VersionedQuerySet(models.QuerySet):
             raise ValueError("on_conflict must be 'raise' or 'skip'.")
         if self.query.is_sliced:
             raise TypeError("Cannot update a query once a slice has been taken.")
-        options = getattr(self.model, "_concurrencymeta", None)
-        if options is None:
+        meta = options_of(self.model)
+        if meta is None:
             rows = super().bulk_update(objs, fields, batch_size)  # type: ignore[arg-type]
             return rows if on_conflict == "raise" else []
-        objs, targets = self._check_bulk_update(tuple(objs), fields, batch_size, options.field)
+        objs, targets = self._check_bulk_update(tuple(objs), fields, batch_size, meta.field)
         if not objs:
             return 0 if on_conflict == "raise" else []
         self._for_write = True
-        written, conflicts = core.bulk_save_update(
+        written, conflicts = bulk_save_update(
             self, objs, targets, batch_size, all_or_nothing=on_conflict == "raise"
         )
         if on_conflict == "skip":

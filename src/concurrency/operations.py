@@ -39,14 +39,13 @@ class _TriggerOperation(Operation):
         """Change nothing: a trigger is not part of the model state."""
 
     def _run(self, create: bool, app_label: str, schema_editor: Any, state: Any) -> None:
-        from .fields import TriggerVersionField
         from .triggers import factory
 
         model = state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
         field = model._meta.get_field(self.field_name)
-        if not isinstance(field, TriggerVersionField):
+        if not getattr(field, "needs_trigger", False):
             raise TypeError(f"{model._meta.label}.{self.field_name} is not a TriggerVersionField")
         maker = factory(schema_editor.connection)
         for sql in maker.create_sql(field) if create else maker.drop_sql(field):

@@ -41,6 +41,7 @@ from django.template.response import TemplateResponse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from .core.options import options, options_of
 from .exceptions import RecordModifiedError
 
 __all__ = [
@@ -117,7 +118,7 @@ def _text(value: Any) -> str:
 
 def _merged_fields(form: forms.BaseForm, exclude: Iterable[str] = ()) -> list[forms.BoundField]:
     """Return the fields a three-way merge covers: visible, editable, not files."""
-    version = getattr(form._meta.model, "_concurrencymeta", None)  # type: ignore[attr-defined]
+    version = options_of(form._meta.model)  # type: ignore[attr-defined]
     version_name = version.field.name if version is not None else None
     skip = {BASE_FIELD, version_name, *exclude}
     return [
@@ -156,7 +157,7 @@ def snapshot(form: forms.BaseModelForm, formsets: Iterable[forms.BaseFormSet] = 
     items: Items = []
     for bound in _merged_fields(form):
         items += _items(bound, bound.value())
-    version = getattr(instance, instance._concurrencymeta.field.attname)  # type: ignore[attr-defined]
+    version = getattr(instance, options(instance).field.attname)
     rows = {prefix: [[pk, row] for pk, row in shown] for prefix, shown in _rows(formsets).items()}
     payload = {"v": version, "t": int(time.time()), "d": items, "i": rows}
     model: Any = type(instance)._meta.concrete_model
@@ -228,11 +229,7 @@ class _SnapshotForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            not self.is_bound
-            and not self.instance._state.adding
-            and hasattr(self.instance, "_concurrencymeta")
-        ):
+        if not self.is_bound and not self.instance._state.adding and options_of(self.instance) is not None:
             self.fields[BASE_FIELD].initial = snapshot(self)
 
 
@@ -472,7 +469,7 @@ def three_way(
         merge = _compare(bound, base, mine, theirs)
         merge.choice = CHOICE_PREFIX + bound.name
         merges.append(merge)
-    version_name = instance._concurrencymeta.field.name  # type: ignore[attr-defined]
+    version_name = options(instance).field.name
     version_items: Items = []
     if version_name in current.fields:
         version_items = _items(current[version_name], current[version_name].value())
@@ -778,11 +775,11 @@ class _Page:
 
 
 def _version(obj: Any) -> Any:
-    return getattr(obj, obj._concurrencymeta.field.attname)
+    return getattr(obj, options(obj).field.attname)
 
 
 def _version_keys(form: forms.BaseForm) -> list[str]:
-    version = form._meta.model._concurrencymeta.field.name  # type: ignore[attr-defined]
+    version = options(form._meta.model).field.name  # type: ignore[attr-defined]
     return _keys(form[version]) if version in form.fields else []
 
 
@@ -814,7 +811,7 @@ class ConflictResolutionMixin:
 
     def _resolves(self, request: HttpRequest, obj: Any) -> bool:
         """Return whether the change form of ``obj`` carries a snapshot (not for view-only users)."""
-        if obj is None or not hasattr(obj, "_concurrencymeta"):
+        if obj is None or options_of(obj) is None:
             return False
         return not hasattr(request, "user") or bool(
             self.has_change_permission(request, obj)  # type: ignore[attr-defined]
@@ -949,7 +946,7 @@ class ConflictResolutionMixin:
             return None  # a new object conflicts with nobody
         model = self.model  # type: ignore[attr-defined]
         obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if obj is None or not hasattr(obj, "_concurrencymeta"):
+        if obj is None or options_of(obj) is None:
             return None
         if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
             return None

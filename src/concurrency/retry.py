@@ -30,6 +30,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import connections, router
 from django.db.models import Model
 
+from .core.options import options_of
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
 from .transaction import atomic
 
@@ -298,7 +299,7 @@ def _versioned_instances(args: Any, kwargs: dict[str, Any]) -> list[Any]:
         for candidate in candidates:
             if (
                 isinstance(candidate, Model)
-                and hasattr(candidate, "_concurrencymeta")
+                and options_of(candidate) is not None
                 and not candidate._state.adding
             ):
                 found.append(candidate)

@@ -30,7 +30,8 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db import transaction as django_transaction
 from django.db.models.signals import pre_save
 
-from . import core
+from .core.options import options_of
+from .core.versions import current_version
 from .exceptions import WriteConflictError
 from .signals import conflict_detected
 
@@ -65,10 +66,10 @@ def is_write_conflict(error: BaseException, using: str = DEFAULT_DB_ALIAS) -> bo
 
 def _note_save(sender: Any, instance: Any, raw: bool = False, using: str = "", **kwargs: Any) -> None:
     blocks = getattr(connections[using], _BLOCKS, None)
-    options = getattr(sender, "_concurrencymeta", None)
-    if not blocks or blocks[0] is None or options is None or raw or instance._state.adding:
+    meta = options_of(sender)
+    if not blocks or blocks[0] is None or meta is None or raw or instance._state.adding:
         return
-    blocks[0].append((instance, using, getattr(instance, options.field.attname)))
+    blocks[0].append((instance, using, getattr(instance, meta.field.attname)))
 
 
 _listening = False
@@ -123,7 +124,7 @@ def _conflict(saved: list[tuple[Any, str, Any]], using: str) -> WriteConflictErr
     if first is None:
         return WriteConflictError(objects=objects)
     instance, version = first
-    current = core.stored_version(instance, using)
+    current = current_version(instance, using)
     db_version = current[0] if current else None
     conflict_detected.send(
         sender=type(instance), instance=instance, version=version, db_version=db_version, deleted=not current

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 from django.db import models, router, transaction
 
 from .api import get_revision_of_object
+from .core.options import options_of
 from .exceptions import RecordModifiedError
 
 __all__ = ["ConcurrencyTestMixin", "flatten", "fqn", "get_classname", "refetch"]
@@ -146,7 +147,7 @@ class ConcurrencyTestMixin:
     def test_concurrency_management(self) -> None:
         """The model is under concurrency control and its version field is a real field."""
         model = self._concurrency_model()
-        options = getattr(model, "_concurrencymeta", None)
-        if options is None:
+        meta = options_of(model)
+        if meta is None:
             self.fail(f"{model._meta.label} has no version field")
-        self.assertIn(options.field, model._meta.fields)
+        self.assertIn(meta.field, model._meta.fields)

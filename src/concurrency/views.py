@@ -10,6 +10,7 @@ from django.db import connections, models, router
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
+from .core.options import options_of
 from .exceptions import RecordModifiedError
 
 __all__ = ["ConflictResponse", "callback", "conflict", "submitted_fields"]
@@ -58,8 +59,8 @@ def submitted_fields(request: HttpRequest) -> set[str]:
 
 def _compared(model: type[models.Model], fields: Iterable[str] | None) -> list[models.Field]:
     """Return the editable concrete fields of ``model`` among ``fields`` (all of them for ``None``)."""
-    options = getattr(model, "_concurrencymeta", None)
-    version_field = options.field if options is not None else None
+    meta = options_of(model)
+    version_field = meta.field if meta is not None else None
     wanted = None if fields is None else set(fields)
     return [
         field

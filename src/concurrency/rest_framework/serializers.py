@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 
+from ..core.options import options
 from ..exceptions import RecordDeletedError, RecordModifiedError
 
 __all__ = ["VERSION_CONTEXT_KEY", "VersionConflict", "VersionField", "VersionedSerializerMixin"]
@@ -81,7 +82,7 @@ class VersionedSerializerMixin:
     def _version_field_name(self) -> str:
         model: type[Model] = self.Meta.model
         try:
-            return model._concurrencymeta.field.name  # type: ignore[attr-defined]
+            return options(model).field.name
         except AttributeError:
             raise TypeError(f"{model.__name__} has no version field") from None
 
@@ -117,7 +118,7 @@ class VersionedSerializerMixin:
 
     def update(self, instance: Model, validated_data: dict[str, Any]) -> Model:
         source = self.fields[self._version_field_name()].source  # type: ignore[attr-defined]
-        attname = instance._concurrencymeta.field.attname  # type: ignore[attr-defined]
+        attname = options(instance).field.attname
         setattr(instance, attname, validated_data.pop(source))
         try:
             return super().update(instance, validated_data)  # type: ignore[misc]

@@ -9,6 +9,7 @@ from django.templatetags.l10n import unlocalize
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString
 
+from ..core.options import options_of
 from ..fields import VersionField
 from ..forms import VersionField as VersionFormField
 
@@ -18,10 +19,10 @@ register = template.Library()
 
 
 def _version_or_none(obj: Any) -> Any:
-    options = getattr(obj, "_concurrencymeta", None)
-    if options is None:
+    meta = options_of(obj)
+    if meta is None:
         return None
-    return getattr(obj, options.field.attname, None)
+    return getattr(obj, meta.field.attname, None)
 
 
 @register.filter

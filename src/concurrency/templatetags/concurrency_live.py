@@ -18,6 +18,7 @@ from django.forms.widgets import Script
 from django.urls import NoReverseMatch, reverse
 from django.utils.safestring import SafeString, mark_safe
 
+from ..core.options import options_of
 from ..live import SCRIPT, held_version, live_notice_attributes, may_view
 
 __all__ = ["live_notice"]
@@ -40,7 +41,7 @@ def live_notice(context: template.Context, form: Any, current_url: str | None = 
             "{% live_notice %} needs the request in the template context: add "
             "'django.template.context_processors.request' to your template context processors."
         )
-    if instance is None or not hasattr(instance, "_concurrencymeta") or instance.pk is None:
+    if instance is None or options_of(instance) is None or instance.pk is None:
         return mark_safe("")
     user = getattr(request, "user", None)
     if instance._state.adding or user is None or not may_view(user, type(instance)):

@@ -15,12 +15,11 @@ from django.db.utils import NotSupportedError
 from django.utils.module_loading import import_string
 
 from ..conf import conf
-from .base import PREFIX, BaseTriggerFactory, get_trigger_name
+from ..core.options import declared_options
+from .base import PREFIX, BaseTriggerFactory, TriggerVersionField, get_trigger_name
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
-
-    from ..fields import TriggerVersionField
 
 __all__ = [
     "DEFAULT_FACTORIES",
@@ -92,15 +91,13 @@ def trigger_fields(
     Only concrete models with a single-column primary key, and with ``using``
     only those the routers let migrate on that database.
     """
-    from ..fields import TriggerVersionField
-
     found: list[TriggerVersionField] = []
     for model in global_apps.get_models() if models is None else models:
-        options = model.__dict__.get("_concurrencymeta")
-        if options is None or model._meta.proxy or getattr(model._meta, "is_composite_pk", False):
+        meta = declared_options(model)
+        if meta is None or model._meta.proxy or getattr(model._meta, "is_composite_pk", False):
             continue
-        field = options.field
-        if not isinstance(field, TriggerVersionField) or field.model is not model or field in found:
+        field: Any = meta.field
+        if not getattr(field, "needs_trigger", False) or field.model is not model or field in found:
             continue
         if using is None or router.allow_migrate_model(using, model):
             found.append(field)
@@ -167,10 +164,10 @@ def create_after_migrate(
     if not conf.AUTO_CREATE_TRIGGERS:
         return
     state_apps = apps or global_apps
-    fields = []
+    fields: list[Any] = []
     for field in trigger_fields(using, app_config.get_models()):
         try:
-            historical = state_apps.get_model(field.model._meta.label).__dict__.get("_concurrencymeta")
+            historical = declared_options(state_apps.get_model(field.model._meta.label))
         except LookupError:
             continue
         if historical is not None and historical.field.name == field.name:

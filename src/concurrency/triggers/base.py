@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from ..fields import TriggerVersionField
-
 __all__ = ["PREFIX", "BaseTriggerFactory", "get_trigger_name"]
+
+
+class TriggerVersionField(Protocol):
+    """What the trigger SQL needs of a ``concurrency.fields.TriggerVersionField``."""
+
+    model: Any
+    name: str
+    column: str | None
+    _trigger_name: str | None
+
 
 PREFIX = "concurrency_"
 # The shortest identifier limit of the supported servers: PostgreSQL keeps 63
