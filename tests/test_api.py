@@ -10,7 +10,6 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from concurrency.core import options as switches
 from concurrency.api import (
     apply_concurrency_check,
     concurrency_disable_increment,
@@ -20,6 +19,7 @@ from concurrency.api import (
     get_version_fieldname,
     is_changed,
 )
+from concurrency.core import options as switches
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import IntegerVersionField
 from tests.demo.models import Article, CustomVersionField, PlainCounter, ProxyArticle

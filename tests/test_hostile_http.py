@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from concurrency.http import _mac, make_etag
+from concurrency.http import make_etag
+from concurrency.http.etags import mac as _mac
 from tests.demo.models import Article, SimpleConcurrentModel
 from tests.hostile import MISSING, count, raw_values, report, signed_values, snapshot
 

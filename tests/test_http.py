@@ -18,12 +18,12 @@ from django.views import View
 from concurrency.http import (
     InvalidPrecondition,
     PreconditionMixin,
-    _parse_entity_tags,
     apply_preconditions,
     make_etag,
     preconditions,
     version_from_etag,
 )
+from concurrency.http.preconditions import parse_entity_tags as _parse_entity_tags
 from tests.demo.models import Article, Counter, ProxyArticle, SimpleConcurrentModel, UUIDPk
 
 URLS = {

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 from concurrency.api import concurrency_disable_increment, disable_concurrency, retry_on_conflict
 from concurrency.exceptions import BulkUpdateConflictError, RecordModifiedError
 from concurrency.forms import ConcurrentForm
-from concurrency.http import _mac
+from concurrency.http.etags import mac as _mac
 from concurrency.signing import sign_version
 from tests.demo.models import (
     Article,

@@ -35,14 +35,8 @@ from ninja.decorators import decorate_view
 from ninja.utils import contribute_operation_callback
 
 from .exceptions import RecordModifiedError
-from .http import (
-    _REQUEST_ATTR,
-    WRITE_METHODS,
-    PreconditionError,
-    _start,
-    apply_preconditions,
-    make_etag,
-)
+from .http import WRITE_METHODS, PreconditionError, apply_preconditions, make_etag
+from .http.preconditions import for_request, start
 
 __all__ = ["apply_preconditions", "make_etag", "preconditions"]
 
@@ -51,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _answer(request: HttpRequest, error: Exception) -> HttpResponse:
     """Return the response for ``error`` raised by an operation, or re-raise it."""
-    state = getattr(request, _REQUEST_ATTR, None)
+    state = for_request(request)
     response = state.handle(error) if state is not None else None
     if response is None:
         raise error
@@ -93,14 +87,14 @@ def _starting(require_if_match: bool | None, write_methods: frozenset[str]) -> C
 
             @functools.wraps(run)
             async def async_run(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                state = _start(request, require_if_match, write_methods)
+                state = start(request, require_if_match, write_methods)
                 return state.finish(await run(request, *args, **kwargs))
 
             return async_run
 
         @functools.wraps(run)
         def sync_run(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            state = _start(request, require_if_match, write_methods)
+            state = start(request, require_if_match, write_methods)
             return state.finish(run(request, *args, **kwargs))
 
         return sync_run

@@ -43,6 +43,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .core.options import options, options_of
 from .exceptions import RecordModifiedError
+from .signing import dumps_for_row, loads_for_row
 
 __all__ = [
     "BASE_FIELD",
@@ -79,10 +80,6 @@ _BUTTONS = ("_save", "_continue", "_addanother", "_saveasnew")
 
 
 # -- The snapshot of what the form showed -------------------------------------
-
-
-def _salt(model: Any, pk: Any, kind: str = "") -> str:
-    return f"concurrency.resolution{kind}:{model._meta.label_lower}:{pk}"
 
 
 def _keys(bound: forms.BoundField) -> list[str]:
@@ -161,7 +158,7 @@ def snapshot(form: forms.BaseModelForm, formsets: Iterable[forms.BaseFormSet] = 
     rows = {prefix: [[pk, row] for pk, row in shown] for prefix, shown in _rows(formsets).items()}
     payload = {"v": version, "t": int(time.time()), "d": items, "i": rows}
     model: Any = type(instance)._meta.concrete_model
-    return signing.dumps(payload, salt=_salt(model, instance.pk), compress=True)
+    return dumps_for_row(payload, "resolution", model, instance.pk)
 
 
 @dataclass
@@ -197,7 +194,7 @@ def _read_snapshot(model: type[models.Model], pk: Any, value: Any) -> _Snapshot:
     try:
         if not isinstance(value, str):
             raise TypeError(value)
-        payload = signing.loads(value, salt=_salt(model._meta.concrete_model, pk))
+        payload = loads_for_row(value, "resolution", model, pk)
         rows: Rows = {}
         for prefix, shown in payload["i"].items():
             rows[str(prefix)] = [(str(row_pk), _pairs(row)) for row_pk, row in shown]
@@ -247,14 +244,14 @@ class _State:
 
 def _sign_state(model: Any, pk: Any, state: _State) -> str:
     payload = {"v": state.version, "s": state.started, "m": state.mine}
-    return signing.dumps(payload, salt=_salt(model._meta.concrete_model, pk, ".state"), compress=True)
+    return dumps_for_row(payload, "resolution.state", model, pk)
 
 
 def _read_state(model: Any, pk: Any, value: Any) -> _State:
     try:
         if not isinstance(value, str):
             raise TypeError(value)
-        payload = signing.loads(value, salt=_salt(model._meta.concrete_model, pk, ".state"))
+        payload = loads_for_row(value, "resolution.state", model, pk)
         started = payload["s"]
         if not isinstance(started, str):
             raise TypeError(started)

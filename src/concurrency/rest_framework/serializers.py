@@ -11,6 +11,7 @@ from rest_framework.exceptions import APIException
 
 from ..core.options import options
 from ..exceptions import RecordDeletedError, RecordModifiedError
+from ..http.problems import deleted_error, stale_detail
 
 __all__ = ["VERSION_CONTEXT_KEY", "VersionConflict", "VersionField", "VersionedSerializerMixin"]
 
@@ -31,12 +32,9 @@ class VersionConflict(APIException):
     def __init__(self, error: RecordModifiedError) -> None:
         self.error = error
         if isinstance(error, RecordDeletedError):
-            message: Any = _("The record has been deleted by someone else.")
+            message: Any = deleted_error().detail
         else:
-            message = _(
-                "The record has been changed by someone else: you sent version %(sent)s, "
-                "it is now at version %(current)s. Fetch it again and reapply your change."
-            ) % {"sent": error.version, "current": error.db_version}
+            message = stale_detail(error.version, error.db_version)
         super().__init__(message)
         # The version stays a number in the body, beside the message.
         self.detail: Any = {"detail": self.detail, "version": error.db_version}

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import router, transaction
+from django.db import transaction
 from django.db.models import Model
 from django.http import Http404, HttpResponse, HttpResponseBase
 from rest_framework.exceptions import APIException
@@ -15,17 +15,17 @@ from rest_framework.request import Request
 from rest_framework.utils.encoders import JSONEncoder
 
 from ..api import get_revision_of_object
+from ..core.versions import database_of
 from ..exceptions import RecordModifiedError
 from ..http import (
     WRITE_METHODS,
     PreconditionError,
-    PreconditionFailed,
     PreconditionRequired,
-    _conflict_error,
-    _Preconditions,
     make_etag,
     problem_response,
 )
+from ..http.preconditions import Preconditions
+from ..http.problems import conflict_error, deleted_error
 from .serializers import VERSION_CONTEXT_KEY, VersionConflict
 
 __all__ = ["VersionedViewMixin"]
@@ -67,13 +67,13 @@ class VersionedViewMixin:
     require_if_match: bool | None = None
     write_methods: Iterable[str] = WRITE_METHODS
 
-    _preconditions: _Preconditions | None = None
+    _preconditions: Preconditions | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         # After authentication and permissions: preconditions never answer for
         # a request that would fail for another reason (RFC 9110 §13.2.1).
-        self._preconditions = _Preconditions(
+        self._preconditions = Preconditions(
             request.method or "GET",
             request.headers,
             require_if_match=self.require_if_match,
@@ -98,7 +98,7 @@ class VersionedViewMixin:
         return context
 
     def perform_update(self, serializer: Any) -> None:
-        with _savepoint(router.db_for_write(type(serializer.instance))):
+        with _savepoint(database_of(serializer.instance)):
             super().perform_update(serializer)  # type: ignore[misc]
 
     def perform_destroy(self, instance: Model) -> None:
@@ -107,22 +107,17 @@ class VersionedViewMixin:
             raise PreconditionRequired(
                 "Deleting needs an If-Match header with the ETag you read.", instance=instance
             )
-        with _savepoint(instance._state.db or router.db_for_write(type(instance))):
+        with _savepoint(database_of(instance)):
             deleted, _rows = instance.delete()
         if not deleted:
-            raise PreconditionFailed(
-                "The record has been deleted by someone else.",
-                instance=instance,
-                kind="deleted",
-                version=None,
-            )
+            raise deleted_error(instance)
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         state = self._preconditions
         error: Exception = exc.error if isinstance(exc, VersionConflict) else exc
         if state is not None and isinstance(error, RecordModifiedError) and state.concerns(error):
             return self.precondition_response(
-                _conflict_error(error, from_if_match=state.from_if_match), reload=True
+                conflict_error(error, from_if_match=state.from_if_match), reload=True
             )
         if isinstance(error, PreconditionError):
             return self.precondition_response(error, reload=False)
@@ -162,9 +157,7 @@ class VersionedViewMixin:
         return problem_response(problem, encoder=JSONEncoder)
 
     def _gone_response(self) -> HttpResponse:
-        gone = PreconditionFailed(
-            "The record has been deleted by someone else.", kind="deleted", version=None
-        )
+        gone = deleted_error()
         problem = gone.problem()
         problem.update(etag=None, current=None)
         return problem_response(problem, encoder=JSONEncoder)

@@ -1,86 +1,37 @@
-"""HTTP preconditions (ETag, If-Match, 412, 428) for plain Django views.
-
-The entity tag of a versioned row names its version, so ``If-Match`` can carry
-the version a client read. Here that version is not compared in the view and
-then forgotten (check-then-act, as Django's ``@condition`` does): it is the
-version the instance is saved or deleted with, so the conditional
-``UPDATE … WHERE pk = … AND version = …`` of ``concurrency.core`` refuses a
-stale write in the statement that would have made it.
-
-An ETag looks like ``"5-Qm9…"``: the version in clear, a dash, and 22 characters
-of an HMAC (``SECRET_KEY``) over the concrete model, the primary key and the
-version. It is strong, it round-trips to the version on the server, and a tag
-issued for one row never matches another row at the same version.
-
-Usage with a function view::
-
-    @preconditions
-    def article(request, pk):
-        obj = apply_preconditions(request, get_object_or_404(Article, pk=pk))
-        if request.method == "PUT":
-            ...  # change obj from the request body
-            obj.save()  # refused (412) if the row moved past the If-Match version
-        return JsonResponse(as_dict(obj))  # answered with the new ETag
-
-``PreconditionMixin`` does the same for class-based views, applying the
-preconditions to whatever ``get_object()`` returns.
-"""
+"""Evaluating If-Match and If-None-Match for one request, and the view decorators that do it."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import inspect
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import router
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from .api import get_version_fieldname
-from .conf import conf
-from .exceptions import RecordDeletedError, RecordModifiedError
+from ..conf import conf
+from ..core.options import version_of
+from ..core.versions import database_of
+from ..exceptions import RecordModifiedError
+from .etags import make_etag, version_from_etag
+from .problems import (
+    InvalidPrecondition,
+    PreconditionError,
+    PreconditionFailed,
+    PreconditionRequired,
+    conflict_error,
+    not_modified,
+)
 
 if TYPE_CHECKING:
     from django.db.models import Model
 
-__all__ = [
-    "PROBLEM_TYPES",
-    "WRITE_METHODS",
-    "InvalidPrecondition",
-    "NotModified",
-    "PreconditionError",
-    "PreconditionFailed",
-    "PreconditionMixin",
-    "PreconditionRequired",
-    "apply_preconditions",
-    "make_etag",
-    "not_modified",
-    "preconditions",
-    "problem_response",
-    "version_from_etag",
-]
-
 V = TypeVar("V", bound=Callable[..., Any])
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-# RFC 9457 problem types. Tag URIs (RFC 4151) identify without being fetched.
-PROBLEM_TYPES = {
-    "invalid": "tag:django-optimistic-concurrency,2026:invalid-precondition",
-    "stale": "tag:django-optimistic-concurrency,2026:stale-version",
-    "deleted": "tag:django-optimistic-concurrency,2026:deleted",
-    "required": "tag:django-optimistic-concurrency,2026:precondition-required",
-}
-
-_SALT = "concurrency.http.etag"
-_MAC_LENGTH = 22  # base64url characters: 132 bits of the HMAC
-_OPAQUE_RE = re.compile(rf"(-?[0-9]{{1,19}})-([A-Za-z0-9_-]{{{_MAC_LENGTH}}})")
 _TAG_RE = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 _SEPARATORS_RE = re.compile(r"[ \t,]*")
 _OWS_RE = re.compile(r"[ \t]*")
@@ -88,46 +39,7 @@ _OWS_RE = re.compile(r"[ \t]*")
 _MAX_HEADER_LENGTH = 8192
 
 
-# -- entity tags ------------------------------------------------------------
-
-
-def _row_label(model: type[Model], pk: Any) -> str:
-    # Proxies share the concrete model's rows, and so its tags.
-    concrete = model._meta.concrete_model or model
-    return f"{concrete._meta.label_lower}:{pk}"
-
-
-def _mac(model: type[Model], pk: Any, version: int) -> str:
-    digest = salted_hmac(_SALT, f"{_row_label(model, pk)}:{version}", algorithm="sha256").digest()
-    return base64.urlsafe_b64encode(digest).decode()[:_MAC_LENGTH]
-
-
-def make_etag(instance: Model) -> str:
-    """Return the strong ETag (quoted) of ``instance`` at the version it holds."""
-    version = int(getattr(instance, get_version_fieldname(instance)) or 0)
-    model = type(instance)
-    return f'"{version}-{_mac(model, instance.pk, version)}"'
-
-
-def version_from_etag(model: type[Model], pk: Any, etag: str) -> int | None:
-    """Return the version named by ``etag`` for the row ``model``/``pk``, or ``None``.
-
-    ``None`` means the tag was not issued for this row by this site: it is
-    malformed, forged, weak, or belongs to another row. Quotes are optional.
-    """
-    if etag.startswith("W/"):
-        return None
-    opaque = etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
-    match = _OPAQUE_RE.fullmatch(opaque)
-    if match is None:
-        return None
-    version = int(match[1])
-    if not constant_time_compare(match[2], _mac(model, pk, version)):
-        return None
-    return version
-
-
-def _parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
+def parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
     """Parse an If-Match / If-None-Match value: ``None`` for ``*``, else (weak, opaque) pairs.
 
     Raise ``InvalidPrecondition`` when the value is not the RFC 9110 grammar
@@ -158,165 +70,7 @@ def _parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
     return tags
 
 
-# -- errors and responses ---------------------------------------------------
-
-
-class PreconditionError(Exception):
-    """A request stopped by its preconditions; ``response()`` is what the client gets.
-
-    ``extra`` holds RFC 9457 extension members, such as the current ``version``.
-    """
-
-    status = 400
-    title = "Bad Request"
-    kind = "invalid"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        instance: Model | None = None,
-        status: int | None = None,
-        title: str | None = None,
-        kind: str | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.instance = instance
-        self.status = status or self.status
-        self.title = title or self.title
-        self.kind = kind or self.kind
-        self.extra = extra
-
-    def problem(self) -> dict[str, Any]:
-        """Return the RFC 9457 problem details of this error."""
-        return {
-            "type": PROBLEM_TYPES[self.kind],
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
-
-    def response(self) -> HttpResponse:
-        """Return the ``application/problem+json`` response for this error."""
-        return problem_response(self.problem())
-
-
-class InvalidPrecondition(PreconditionError):  # noqa: N818 - named after the HTTP status
-    """An If-Match or If-None-Match value that is not valid syntax (400)."""
-
-
-class PreconditionFailed(PreconditionError):  # noqa: N818 - named after the HTTP status
-    """If-Match names no current version of the row (412)."""
-
-    status = 412
-    title = "Precondition Failed"
-    kind = "stale"
-
-
-class PreconditionRequired(PreconditionError):  # noqa: N818 - named after the HTTP status
-    """A write came without the If-Match header the view requires (428)."""
-
-    status = 428
-    title = "Precondition Required"
-    kind = "required"
-
-
-class NotModified(PreconditionError):  # noqa: N818 - named after the HTTP status
-    """If-None-Match matches the current ETag of a GET or HEAD (304, no body).
-
-    The preconditions of a view do not raise it: they let the view build its
-    200 and turn that into the 304 (see ``not_modified``), so that the 304
-    carries the headers the 200 would have had. Raise it from your own code to
-    answer a bare 304 with the instance's ETag.
-    """
-
-    status = 304
-    title = "Not Modified"
-
-    def response(self) -> HttpResponse:
-        response = HttpResponseNotModified()
-        if self.instance is not None:
-            response["ETag"] = make_etag(self.instance)
-        return response
-
-
-#: Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5: the
-#: validators and the fields that would have gone with a 200 to a cache).
-NOT_MODIFIED_HEADERS = (
-    "Cache-Control",
-    "Content-Location",
-    "Date",
-    "ETag",
-    "Expires",
-    "Last-Modified",
-    "Vary",
-)
-
-
-def not_modified(response: HttpResponseBase) -> HttpResponseNotModified:
-    """Return the 304 that stands for the 2xx ``response``: no body, no ``Content-Type``.
-
-    The 304 carries the validator and caching headers of ``response`` (``ETag``,
-    ``Last-Modified``, ``Cache-Control``, ``Expires``, ``Vary``, ``Date``,
-    ``Content-Location``) and its cookies, as RFC 9110 §15.4.5 asks, and the
-    ``Content-Length`` the 200 had.
-    """
-    answer = HttpResponseNotModified()
-    for name in NOT_MODIFIED_HEADERS:
-        if response.has_header(name):
-            answer[name] = response[name]
-    answer.cookies = response.cookies
-    if not response.streaming:
-        # A Content-Length in a 304 must be the 200's (RFC 9110 §8.6); giving
-        # it keeps CommonMiddleware from adding a wrong "0".
-        render = getattr(response, "render", None)
-        if callable(render) and not getattr(response, "is_rendered", True):
-            render()
-        answer["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
-    return answer
-
-
-def problem_response(problem: dict[str, Any], encoder: type[json.JSONEncoder] | None = None) -> HttpResponse:
-    """Return an ``application/problem+json`` response (RFC 9457) with ``problem`` as its body."""
-    return HttpResponse(
-        json.dumps(problem, cls=encoder),
-        status=problem["status"],
-        content_type=PROBLEM_CONTENT_TYPE,
-    )
-
-
-def _conflict_error(error: RecordModifiedError, *, from_if_match: bool) -> PreconditionError:
-    """Turn a refused write into the HTTP error to answer with.
-
-    A write whose version came from If-Match fails its precondition (412);
-    any other refused write is a conflict (409). A deleted row has no current
-    representation, so it fails any precondition (412).
-    """
-    if isinstance(error, RecordDeletedError):
-        return PreconditionFailed(
-            "The record has been deleted by someone else.",
-            instance=error.target,
-            kind="deleted",
-            version=None,
-        )
-    detail = (
-        f"The record has been changed by someone else: you sent version {error.version}, "
-        f"it is now at version {error.db_version}. Fetch it again and reapply your change."
-    )
-    if from_if_match:
-        return PreconditionFailed(detail, instance=error.target, version=error.db_version)
-    return PreconditionError(
-        detail, instance=error.target, status=409, title="Conflict", kind="stale", version=error.db_version
-    )
-
-
-# -- evaluation ---------------------------------------------------------------
-
-
-class _Preconditions:
+class Preconditions:
     """The preconditions of one request, applied to the one instance it reads or writes."""
 
     def __init__(
@@ -358,7 +112,7 @@ class _Preconditions:
                 f"not to an unsaved {type(instance).__name__}."
             )
         if self.is_write:
-            using = router.db_for_write(type(instance), instance=instance)
+            using = database_of(instance)
             if instance._state.db != using and not _in_event_loop():
                 # Read from a replica: compare If-Match with the row the write will meet.
                 # (Not possible from async code: there a lagging replica can cause a
@@ -384,15 +138,14 @@ class _Preconditions:
         return instance
 
     def _apply_if_match(self, instance: Model, value: str) -> None:
-        tags = _parse_entity_tags(value)
+        tags = parse_entity_tags(value)
         if tags is None:
             # "*": any current representation (RFC 9110 §13.1.1). The row
             # exists, so the write goes on, still conditional on the version
             # loaded in this request.
             self.star = True
             return
-        attname = get_version_fieldname(instance)
-        current = getattr(instance, attname)
+        current = version_of(instance)
         model = type(instance)
         named = [
             version
@@ -416,7 +169,7 @@ class _Preconditions:
         self.version = current
 
     def _apply_if_none_match(self, instance: Model, value: str) -> None:
-        tags = _parse_entity_tags(value)
+        tags = parse_entity_tags(value)
         etag = make_etag(instance)[1:-1]
         # Weak comparison (RFC 9110 §13.1.2): W/ is ignored.
         matches = tags is None or any(opaque == etag for _weak, opaque in tags)
@@ -436,7 +189,7 @@ class _Preconditions:
         if isinstance(error, PreconditionError):
             return error.response()
         if isinstance(error, RecordModifiedError) and self.concerns(error):
-            return _conflict_error(error, from_if_match=self.from_if_match).response()
+            return conflict_error(error, from_if_match=self.from_if_match).response()
         return None
 
     def concerns(self, error: RecordModifiedError) -> bool:
@@ -472,7 +225,7 @@ class _Preconditions:
         return response
 
 
-_REQUEST_ATTR = "_concurrency_preconditions"
+REQUEST_ATTR = "_concurrency_preconditions"
 
 
 def _in_event_loop() -> bool:
@@ -481,6 +234,11 @@ def _in_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def for_request(request: Any) -> Preconditions | None:
+    """Return the preconditions ``start()`` attached to ``request``, if any."""
+    return getattr(request, REQUEST_ATTR, None)
 
 
 def apply_preconditions(request: HttpRequest, instance: Model) -> Model:
@@ -494,7 +252,7 @@ def apply_preconditions(request: HttpRequest, instance: Model) -> Model:
     HEAD a matching If-None-Match stops it with 304. The response then carries
     the ETag of the instance as saved.
     """
-    state = getattr(request, _REQUEST_ATTR, None)
+    state = for_request(request)
     if state is None:
         raise ImproperlyConfigured(
             "apply_preconditions() needs a view decorated with @preconditions or using PreconditionMixin."
@@ -502,20 +260,18 @@ def apply_preconditions(request: HttpRequest, instance: Model) -> Model:
     return state.apply(instance)
 
 
-def _start(
-    request: HttpRequest, require_if_match: bool | None, write_methods: Iterable[str]
-) -> _Preconditions:
-    state = _Preconditions(
+def start(request: HttpRequest, require_if_match: bool | None, write_methods: Iterable[str]) -> Preconditions:
+    state = Preconditions(
         request.method or "GET",
         request.headers,
         require_if_match=require_if_match,
         write_methods=write_methods,
     )
-    setattr(request, _REQUEST_ATTR, state)
+    setattr(request, REQUEST_ATTR, state)
     return state
 
 
-def _run(state: _Preconditions, call: Callable[[], HttpResponseBase]) -> HttpResponseBase:
+def _run(state: Preconditions, call: Callable[[], HttpResponseBase]) -> HttpResponseBase:
     try:
         response = call()
     except (PreconditionError, RecordModifiedError) as error:
@@ -526,7 +282,7 @@ def _run(state: _Preconditions, call: Callable[[], HttpResponseBase]) -> HttpRes
     return state.finish(response)
 
 
-async def _arun(state: _Preconditions, call: Callable[[], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
+async def _arun(state: Preconditions, call: Callable[[], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
     try:
         response = await call()
     except (PreconditionError, RecordModifiedError) as error:
@@ -571,14 +327,14 @@ def preconditions(
 
             @functools.wraps(func)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-                state = _start(request, require_if_match, methods)
+                state = start(request, require_if_match, methods)
                 return await _arun(state, lambda: func(request, *args, **kwargs))
 
             return async_view  # type: ignore[return-value]
 
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            state = _start(request, require_if_match, methods)
+            state = start(request, require_if_match, methods)
             return _run(state, lambda: func(request, *args, **kwargs))
 
         return sync_view  # type: ignore[return-value]
@@ -602,7 +358,7 @@ class PreconditionMixin:
     request: HttpRequest
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        state = _start(request, self.require_if_match, self.write_methods)
+        state = start(request, self.require_if_match, self.write_methods)
         parent = super().dispatch  # type: ignore[misc]
         if self.view_is_async:
             return _arun(state, lambda: parent(request, *args, **kwargs))
