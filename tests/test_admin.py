@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from concurrency.admin import _ChangelistFormSet
+from concurrency.admin.list_editable import ChangelistFormSet as _ChangelistFormSet
 from concurrency.compat import DJANGO_61
 from concurrency.conf import LIST_EDITABLE_POLICY_ABORT_ALL, LIST_EDITABLE_POLICY_SILENT
 from concurrency.forms import ConcurrentForm

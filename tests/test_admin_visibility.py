@@ -397,7 +397,7 @@ def test_delete_of_a_row_deleted_meanwhile_answers_as_django_does(
 def test_inline_without_the_version_is_a_warning() -> None:
     model_admin = inline_admin(ItemInlineWithoutVersion)
     warnings = [m for m in model_admin.check() if m.id.startswith("concurrency")]
-    from concurrency.admin import _check_inlines
+    from concurrency.admin.checks import check_inlines as _check_inlines
 
     [warning] = _check_inlines(model_admin)
     assert warning == checks.Warning(

@@ -151,12 +151,12 @@ def check_admin_inlines(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         return []
     from django.contrib.admin.sites import all_sites
 
-    from .admin import _check_inlines
+    from .admin.checks import check_inlines
 
     warnings: list[checks.CheckMessage] = []
     for site in all_sites:
         for model_admin in site._registry.values():
-            warnings.extend(_check_inlines(model_admin))
+            warnings.extend(check_inlines(model_admin))
     return warnings
 
 
