@@ -1,0 +1,457 @@
+"""``ConflictResolutionMixin``: the resolution page of the admin's change form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.db import models
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.template.response import TemplateResponse
+from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy as _
+
+from ..core.options import options, options_of
+from ..exceptions import RecordModifiedError
+from .inlines import Malformed, inline_three_way, merged_rows
+from .merge import InlineMerge, Merge, changed_by, three_way
+from .snapshot import (
+    BASE_FIELD,
+    BUTTONS,
+    CHANGED,
+    CHOICE_PREFIX,
+    MINE,
+    MINE_PREFIX,
+    RESOLVE_FIELD,
+    STATE_FIELD,
+    THEIRS,
+    THEIRS_PREFIX,
+    Items,
+    Snapshot,
+    SnapshotForm,
+    State,
+    as_query,
+    keys_of,
+    merged_fields,
+    read_snapshot_of,
+    read_state,
+    rows_of,
+    sign_state,
+    snapshot,
+)
+
+# -- The admin adapter --------------------------------------------------------
+
+
+@dataclass
+class _Page:
+    """What a resolution page shows and carries."""
+
+    merge: Merge
+    inlines: list[InlineMerge]
+    #: When the user opened the form they started from.
+    shown: datetime
+    #: The signed snapshot the user started from (the base).
+    started: str
+    #: What the user entered: their change form's POST, or the merge of an earlier page.
+    mine: Items
+    #: The signed snapshot of what the page shows as "now", and its version.
+    theirs: str | None = None
+    version: Any = None
+
+    @property
+    def choices(self) -> list[str]:
+        """Return the names of the choices the user must make."""
+        rows = [name for inline in self.inlines for row in inline.rows for name in row.conflicts]
+        return [f.choice for f in self.merge.conflicts] + rows
+
+    def choose(self, chosen: dict[str, str]) -> None:
+        """Record the sides chosen on a submitted page."""
+        for f in self.merge.fields:
+            f.chosen = chosen.get(f.choice) if f.conflict else None
+        for inline in self.inlines:
+            for row in inline.rows:
+                row.chosen = chosen.get(row.choice) if row.conflict else None
+                for f in row.fields:
+                    if row.change != CHANGED:
+                        f.chosen = row.chosen
+                    else:
+                        f.chosen = chosen.get(f.choice) if f.conflict else None
+
+
+def _version(obj: Any) -> Any:
+    return getattr(obj, options(obj).field.attname)
+
+
+def _version_keys(form: forms.BaseForm) -> list[str]:
+    version = options(form._meta.model).field.name  # type: ignore[attr-defined]
+    return keys_of(form[version]) if version in form.fields else []
+
+
+def _entered(post: QueryDict) -> Items:
+    """Return what a change form's POST holds as data: no buttons, token or bookkeeping."""
+    return [
+        (key, value)
+        for key in post
+        if key != "csrfmiddlewaretoken" and key not in BUTTONS and not key.startswith("_concurrency_")
+        for value in post.getlist(key)
+    ]
+
+
+def _one(post: QueryDict, key: str) -> str | None:
+    values = post.getlist(key)
+    return values[0] if len(values) == 1 else None
+
+
+class ConflictResolutionMixin:
+    """Show a field-by-field resolution page when a change form is submitted against an old version.
+
+    Put it before ``ConcurrentModelAdmin`` (or ``admin.ModelAdmin``) in the
+    bases. Inline rows are compared and merged too, row by row and field by
+    field; what the page saves is built from the rows as they are now plus the
+    user's own changes, and checked against the version the page showed.
+    """
+
+    resolve_conflict_template = "concurrency/resolve_conflict.html"
+
+    def _resolves(self, request: HttpRequest, obj: Any) -> bool:
+        """Return whether the change form of ``obj`` carries a snapshot (not for view-only users)."""
+        if obj is None or options_of(obj) is None:
+            return False
+        return not hasattr(request, "user") or bool(
+            self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+        )
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        base = kwargs.get("form") or self.form  # type: ignore[attr-defined]
+        if change and self._resolves(request, obj):
+            kwargs["form"] = type(base.__name__, (SnapshotForm, base), {})
+        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        if not self._resolves(request, obj):
+            return fieldsets
+        return [*fieldsets, (None, {"fields": [BASE_FIELD], "classes": ["hidden"]})]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        """Put the inline rows the page shows into the snapshot of a change form just opened."""
+        form = getattr(context.get("adminform"), "form", None)
+        if (
+            change
+            and obj is not None
+            and form is not None
+            and not form.is_bound
+            and BASE_FIELD in form.fields
+        ):
+            formsets = [inline.formset for inline in context.get("inline_admin_formsets", ())]
+            form.fields[BASE_FIELD].initial = snapshot(form, formsets)
+        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST" and BASE_FIELD not in request.POST and _resolution_keys(request.POST):
+            # A resolution page's POST without its snapshot cannot be merged.
+            return self.render_resolution_invalid(request, object_id)
+        if request.method != "POST" or object_id is None or BASE_FIELD not in request.POST:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        response = self._resolve(request, object_id)
+        if response is not None:
+            return response
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except RecordModifiedError:
+            # A plain ModelAdmin lost a race after validation (ConcurrentModelAdmin
+            # calls response_refused instead); the transaction is rolled back.
+            response = self._resolve(request, object_id)
+            if response is None:
+                raise
+            return response
+
+    def response_refused(
+        self,
+        request: HttpRequest,
+        error: RecordModifiedError,
+        object_id: str | None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Show the resolution page when the database refused a save that had validated."""
+        if object_id is not None and BASE_FIELD in request.POST:
+            response = self._resolve(request, object_id)
+            if response is not None:
+                return response
+        return super().response_refused(  # type: ignore[misc,no-any-return]
+            request, error, object_id, form_url, extra_context
+        )
+
+    def _inline_formsets(
+        self, request: HttpRequest, obj: Any, data: QueryDict | None = None
+    ) -> list[tuple[forms.BaseFormSet, Any]]:
+        """Return the inline formsets of ``obj``'s change form (bound to ``data`` if given) and inlines."""
+        formsets = []
+        prefixes: dict[str, int] = {}
+        for formset_class, inline in self.get_formsets_with_inlines(request, obj):  # type: ignore[attr-defined]
+            prefix = formset_class.get_default_prefix()
+            prefixes[prefix] = prefixes.get(prefix, 0) + 1
+            if prefixes[prefix] != 1 or not prefix:
+                prefix = f"{prefix}-{prefixes[prefix]}"
+            kwargs = self.get_formset_kwargs(request, obj, inline, prefix)  # type: ignore[attr-defined]
+            for key in ("data", "files", "save_as_new"):
+                kwargs.pop(key, None)
+            if data is not None:
+                kwargs["data"] = data
+            formsets.append((formset_class(**kwargs), inline))
+        return formsets
+
+    def _compare(
+        self,
+        request: HttpRequest,
+        obj: Any,
+        base: Snapshot,
+        mine: QueryDict,
+        theirs: Snapshot | None = None,
+    ) -> tuple[Merge, list[InlineMerge], list[forms.BaseFormSet]]:
+        """Compare ``base``, ``mine`` and the object now (or ``theirs``), inline rows included.
+
+        Return the merge, the inline merges and the unbound formsets of the
+        rows now; ``Malformed`` if ``mine`` is not what the change form posts.
+        """
+        form_class = self.get_form(request, obj, change=True)
+        merge = three_way(form_class, obj, base.data, mine, None if theirs is None else theirs.data)
+        current = self._inline_formsets(request, obj)
+        posted = self._inline_formsets(request, obj, data=mine)
+        prefixes = {str(formset.prefix) for formset, _inline in current}
+        if set(base.rows) != prefixes or (theirs is not None and set(theirs.rows) != prefixes):
+            raise Malformed("inlines")
+        inlines = []
+        for (formset, inline), (bound, _inline) in zip(current, posted, strict=True):
+            prefix = str(formset.prefix)
+            now = rows_of([formset])[prefix] if theirs is None else theirs.rows[prefix]
+            label = capfirst(str(inline.verbose_name_plural))
+            inlines.append(inline_three_way(formset, bound, base.rows[prefix], now, label))
+        return merge, inlines, [formset for formset, _inline in current]
+
+    def _resolve(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
+        """Return the resolution page, or ``None`` to let the admin handle the POST."""
+        if "_saveasnew" in request.POST:
+            return None  # a new object conflicts with nobody
+        model = self.model  # type: ignore[attr-defined]
+        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if obj is None or options_of(obj) is None:
+            return None
+        if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            return None
+        if RESOLVE_FIELD in request.POST:
+            return self._resolve_again(request, obj, object_id)
+        if _resolution_keys(request.POST):
+            return self.render_resolution_invalid(request, object_id)
+        try:
+            base = read_snapshot_of(model, obj.pk, request.POST[BASE_FIELD])
+        except ValueError:
+            return None  # the form's own version check reports it
+        if _version(obj) == base.version:
+            return None
+        try:
+            merge, inlines, formsets = self._compare(request, obj, base, request.POST)
+        except Malformed:
+            return None  # not what the change form posts: its own version check refuses it
+        page = _Page(merge, inlines, base.shown, base.value, _entered(request.POST))
+        return self.render_resolution(request, obj, page, formsets=formsets)
+
+    def _resolve_again(self, request: HttpRequest, obj: Any, object_id: str) -> HttpResponse | None:
+        """Save the choices made on a resolution page, or show the page again."""
+        model = self.model  # type: ignore[attr-defined]
+        post = request.POST
+        try:
+            theirs = read_snapshot_of(model, obj.pk, _one(post, BASE_FIELD))
+            state = read_state(model, obj.pk, _one(post, STATE_FIELD))
+            started = read_snapshot_of(model, obj.pk, state.started)
+        except ValueError:
+            return self.render_resolution_invalid(request, object_id)
+        form = self.get_form(request, obj, change=True)(instance=obj)
+        if state.version != theirs.version or not _valid_resolution(post, form):
+            return self.render_resolution_invalid(request, object_id)
+        try:
+            merge, inlines, formsets = self._compare(request, obj, started, as_query(state.mine), theirs)
+        except Malformed:
+            return self.render_resolution_invalid(request, object_id)
+        if _inline_keys(post, inlines):
+            return self.render_resolution_invalid(request, object_id)
+        page = _Page(merge, inlines, started.shown, started.value, state.mine, theirs.value, theirs.version)
+        chosen = {key: post[key] for key in post if key.startswith(CHOICE_PREFIX)}
+        if not set(chosen) <= set(page.choices):
+            return self.render_resolution_invalid(request, object_id)
+        page.choose(chosen)
+        if set(page.choices) - set(chosen):
+            # The same page again, the choices made kept: saving needs every one.
+            version_items = [(key, value) for key in _version_keys(form) for value in post.getlist(key)]
+            return self.render_resolution(request, obj, page, missing=True, version_items=version_items)
+        merged = self._merged_post(post, page, form)
+        request.POST = merged  # type: ignore[assignment]
+        if _version(obj) == theirs.version:
+            return None  # saved by the admin, checked against the version the page showed
+        try:
+            merge, inlines, formsets = self._compare(request, obj, theirs, merged)
+        except Malformed:
+            return self.render_resolution_invalid(request, object_id)
+        page = _Page(merge, inlines, theirs.shown, theirs.value, _entered(merged))
+        return self.render_resolution(request, obj, page, formsets=formsets, again=True)
+
+    def _merged_post(self, post: QueryDict, page: _Page, form: forms.BaseForm) -> QueryDict:
+        """Build the change form's POST from what the user entered, the rows now and the choices made."""
+        fields = {bound.name: keys_of(bound) for bound in merged_fields(form)}
+        covered = {key for keys in fields.values() for key in keys} | set(_version_keys(form))
+        prefixes = tuple(f"{inline.prefix}-" for inline in page.inlines)
+        merged = QueryDict(mutable=True)
+        mine = as_query(page.mine)
+        for key in mine:
+            if key not in covered and not key.startswith(prefixes):
+                merged.setlist(key, mine.getlist(key))
+        for key in post:
+            # The token, the button pressed, the version shown and the snapshot of the rows now.
+            if key == BASE_FIELD or not key.startswith("_concurrency_"):
+                merged.setlist(key, post.getlist(key))
+        for f in page.merge.fields:
+            items = f.mine_items if f.taken == MINE else f.theirs_items
+            for key in fields.get(f.name, ()):
+                merged.setlist(key, [value for k, value in items if k == key])
+                if not merged.getlist(key):
+                    del merged[key]
+        for inline in page.inlines:
+            for key, value in merged_rows(inline):
+                merged.appendlist(key, value)
+        return merged
+
+    def render_resolution(
+        self,
+        request: HttpRequest,
+        obj: models.Model,
+        page: _Page,
+        *,
+        formsets: Sequence[forms.BaseFormSet] = (),
+        again: bool = False,
+        missing: bool = False,
+        version_items: Items | None = None,
+    ) -> HttpResponse:
+        """Render the resolution page, from the template ``resolve_conflict_template``.
+
+        ``again`` is true when the page itself was submitted and the row had
+        changed once more; ``missing`` when it was submitted without a choice
+        for every value both sides changed.
+        """
+        opts = obj._meta
+        if page.theirs is None:
+            page.theirs = snapshot(self.get_form(request, obj, change=True)(instance=obj), formsets)
+            page.version = _version(obj)
+        state = sign_state(type(obj), obj.pk, State(page.version, page.started, page.mine))
+        if version_items is None:
+            version_items = page.merge.version_items
+        hidden: Items = [
+            (BASE_FIELD, page.theirs),
+            (STATE_FIELD, state),
+            (RESOLVE_FIELD, "1"),
+            *version_items,
+        ]
+        request.current_app = self.admin_site.name  # type: ignore[attr-defined]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": _("Resolve the conflicting changes to %(obj)s") % {"obj": obj},
+            "subtitle": None,
+            "opts": opts,
+            "original": obj,
+            "merge": page.merge,
+            "inlines": [inline for inline in page.inlines if inline.shown],
+            "choices": len(page.choices),
+            "missing": len([name for name in page.choices if name not in _chosen(page)]) if missing else 0,
+            "hidden": hidden,
+            # Read for a row get_object() (get_queryset()) gave this user, and only
+            # if they may see its history, as Django's history page asks.
+            "changes": changed_by(obj, page.shown) if self._may_view(request, obj) else [],
+            "shown": page.shown,
+            "again": again,
+            "has_view_permission": True,
+            "app_label": opts.app_label,
+        }
+        return TemplateResponse(request, self.resolve_conflict_template, context, status=409)
+
+    def _may_view(self, request: HttpRequest, obj: Any) -> bool:
+        return bool(self.has_view_or_change_permission(request, obj))  # type: ignore[attr-defined]
+
+    def render_resolution_invalid(self, request: HttpRequest, object_id: str | None) -> HttpResponse:
+        """Answer a resolution POST that cannot be read (400): nothing is saved."""
+        opts = self.model._meta  # type: ignore[attr-defined]
+        request.current_app = self.admin_site.name  # type: ignore[attr-defined]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": _("Your choices could not be read"),
+            "subtitle": None,
+            "opts": opts,
+            "object_id": object_id,
+            "app_label": opts.app_label,
+        }
+        return TemplateResponse(request, "concurrency/resolve_invalid.html", context, status=400)
+
+
+def _chosen(page: _Page) -> set[str]:
+    names = {f.choice for f in page.merge.fields if f.chosen}
+    for inline in page.inlines:
+        for row in inline.rows:
+            if row.chosen:
+                names.add(row.choice)
+            names |= {f.choice for f in row.fields if f.chosen}
+    return names
+
+
+def _resolution_keys(post: QueryDict) -> list[str]:
+    """Return the keys of ``post`` that only a resolution page sends."""
+    return [
+        key
+        for key in post
+        if key in (RESOLVE_FIELD, STATE_FIELD) or key.startswith((CHOICE_PREFIX, MINE_PREFIX, THEIRS_PREFIX))
+    ]
+
+
+def _valid_resolution(post: QueryDict, form: forms.BaseForm) -> bool:
+    """Return whether ``post`` has the shape of what the resolution page of ``form`` sends.
+
+    One snapshot, one state and the resolve flag; choices that are ``mine``
+    or ``theirs``; no value for a field the page merges (the page rebuilds
+    them from the signed state); no other ``_concurrency_*`` key.
+    """
+    if post.getlist(RESOLVE_FIELD) != ["1"] or len(post.getlist(BASE_FIELD)) != 1:
+        return False
+    if len(post.getlist(STATE_FIELD)) != 1:
+        return False
+    covered = {key for bound in merged_fields(form) for key in keys_of(bound)}
+    for key in post:
+        if key in (BASE_FIELD, RESOLVE_FIELD, STATE_FIELD):
+            continue
+        if key.startswith(CHOICE_PREFIX):
+            if post.getlist(key) not in ([MINE], [THEIRS]):
+                return False
+        elif key.startswith("_concurrency_") or key in covered:
+            return False
+    return True
+
+
+def _inline_keys(post: QueryDict, inlines: Iterable[InlineMerge]) -> list[str]:
+    """Return the keys of ``post`` that belong to an inline formset (a resolution page sends none)."""
+    prefixes = tuple(f"{inline.prefix}-" for inline in inlines)
+    return [key for key in post if prefixes and key.startswith(prefixes)]
