@@ -258,3 +258,39 @@ def changed_by(instance: models.Model, since: datetime) -> list[LogEntry]:
         .select_related("user")
         .order_by("-action_time")[:5]
     )
+
+
+@dataclass
+class Page:
+    """What a resolution page shows and carries."""
+
+    merge: Merge
+    inlines: list[InlineMerge]
+    #: When the user opened the form they started from.
+    shown: datetime
+    #: The signed snapshot the user started from (the base).
+    started: str
+    #: What the user entered: their change form's POST, or the merge of an earlier page.
+    mine: Items
+    #: The signed snapshot of what the page shows as "now", and its version.
+    theirs: str | None = None
+    version: Any = None
+
+    @property
+    def choices(self) -> list[str]:
+        """Return the names of the choices the user must make."""
+        rows = [name for inline in self.inlines for row in inline.rows for name in row.conflicts]
+        return [f.choice for f in self.merge.conflicts] + rows
+
+    def choose(self, chosen: dict[str, str]) -> None:
+        """Record the sides chosen on a submitted page."""
+        for f in self.merge.fields:
+            f.chosen = chosen.get(f.choice) if f.conflict else None
+        for inline in self.inlines:
+            for row in inline.rows:
+                row.chosen = chosen.get(row.choice) if row.conflict else None
+                for f in row.fields:
+                    if row.change != CHANGED:
+                        f.chosen = row.chosen
+                    else:
+                        f.chosen = chosen.get(f.choice) if f.conflict else None

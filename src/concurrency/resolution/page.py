@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -17,18 +15,14 @@ from django.utils.translation import gettext_lazy as _
 from ..core.options import options, options_of
 from ..exceptions import RecordModifiedError
 from .inlines import Malformed, inline_three_way, merged_rows
-from .merge import InlineMerge, Merge, changed_by, three_way
+from .merge import InlineMerge, Merge, Page, changed_by, three_way
+from .posted import chosen, entered, inline_keys, one, resolution_keys, valid_resolution
 from .snapshot import (
     BASE_FIELD,
-    BUTTONS,
-    CHANGED,
     CHOICE_PREFIX,
     MINE,
-    MINE_PREFIX,
     RESOLVE_FIELD,
     STATE_FIELD,
-    THEIRS,
-    THEIRS_PREFIX,
     Items,
     Snapshot,
     SnapshotForm,
@@ -46,42 +40,6 @@ from .snapshot import (
 # -- The admin adapter --------------------------------------------------------
 
 
-@dataclass
-class _Page:
-    """What a resolution page shows and carries."""
-
-    merge: Merge
-    inlines: list[InlineMerge]
-    #: When the user opened the form they started from.
-    shown: datetime
-    #: The signed snapshot the user started from (the base).
-    started: str
-    #: What the user entered: their change form's POST, or the merge of an earlier page.
-    mine: Items
-    #: The signed snapshot of what the page shows as "now", and its version.
-    theirs: str | None = None
-    version: Any = None
-
-    @property
-    def choices(self) -> list[str]:
-        """Return the names of the choices the user must make."""
-        rows = [name for inline in self.inlines for row in inline.rows for name in row.conflicts]
-        return [f.choice for f in self.merge.conflicts] + rows
-
-    def choose(self, chosen: dict[str, str]) -> None:
-        """Record the sides chosen on a submitted page."""
-        for f in self.merge.fields:
-            f.chosen = chosen.get(f.choice) if f.conflict else None
-        for inline in self.inlines:
-            for row in inline.rows:
-                row.chosen = chosen.get(row.choice) if row.conflict else None
-                for f in row.fields:
-                    if row.change != CHANGED:
-                        f.chosen = row.chosen
-                    else:
-                        f.chosen = chosen.get(f.choice) if f.conflict else None
-
-
 def _version(obj: Any) -> Any:
     return getattr(obj, options(obj).field.attname)
 
@@ -89,21 +47,6 @@ def _version(obj: Any) -> Any:
 def _version_keys(form: forms.BaseForm) -> list[str]:
     version = options(form._meta.model).field.name  # type: ignore[attr-defined]
     return keys_of(form[version]) if version in form.fields else []
-
-
-def _entered(post: QueryDict) -> Items:
-    """Return what a change form's POST holds as data: no buttons, token or bookkeeping."""
-    return [
-        (key, value)
-        for key in post
-        if key != "csrfmiddlewaretoken" and key not in BUTTONS and not key.startswith("_concurrency_")
-        for value in post.getlist(key)
-    ]
-
-
-def _one(post: QueryDict, key: str) -> str | None:
-    values = post.getlist(key)
-    return values[0] if len(values) == 1 else None
 
 
 class ConflictResolutionMixin:
@@ -166,7 +109,7 @@ class ConflictResolutionMixin:
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        if request.method == "POST" and BASE_FIELD not in request.POST and _resolution_keys(request.POST):
+        if request.method == "POST" and BASE_FIELD not in request.POST and resolution_keys(request.POST):
             # A resolution page's POST without its snapshot cannot be merged.
             return self.render_resolution_invalid(request, object_id)
         if request.method != "POST" or object_id is None or BASE_FIELD not in request.POST:
@@ -260,7 +203,7 @@ class ConflictResolutionMixin:
             return None
         if RESOLVE_FIELD in request.POST:
             return self._resolve_again(request, obj, object_id)
-        if _resolution_keys(request.POST):
+        if resolution_keys(request.POST):
             return self.render_resolution_invalid(request, object_id)
         try:
             base = read_snapshot_of(model, obj.pk, request.POST[BASE_FIELD])
@@ -272,7 +215,7 @@ class ConflictResolutionMixin:
             merge, inlines, formsets = self._compare(request, obj, base, request.POST)
         except Malformed:
             return None  # not what the change form posts: its own version check refuses it
-        page = _Page(merge, inlines, base.shown, base.value, _entered(request.POST))
+        page = Page(merge, inlines, base.shown, base.value, entered(request.POST))
         return self.render_resolution(request, obj, page, formsets=formsets)
 
     def _resolve_again(self, request: HttpRequest, obj: Any, object_id: str) -> HttpResponse | None:
@@ -280,21 +223,21 @@ class ConflictResolutionMixin:
         model = self.model  # type: ignore[attr-defined]
         post = request.POST
         try:
-            theirs = read_snapshot_of(model, obj.pk, _one(post, BASE_FIELD))
-            state = read_state(model, obj.pk, _one(post, STATE_FIELD))
+            theirs = read_snapshot_of(model, obj.pk, one(post, BASE_FIELD))
+            state = read_state(model, obj.pk, one(post, STATE_FIELD))
             started = read_snapshot_of(model, obj.pk, state.started)
         except ValueError:
             return self.render_resolution_invalid(request, object_id)
         form = self.get_form(request, obj, change=True)(instance=obj)
-        if state.version != theirs.version or not _valid_resolution(post, form):
+        if state.version != theirs.version or not valid_resolution(post, form):
             return self.render_resolution_invalid(request, object_id)
         try:
             merge, inlines, formsets = self._compare(request, obj, started, as_query(state.mine), theirs)
         except Malformed:
             return self.render_resolution_invalid(request, object_id)
-        if _inline_keys(post, inlines):
+        if inline_keys(post, inlines):
             return self.render_resolution_invalid(request, object_id)
-        page = _Page(merge, inlines, started.shown, started.value, state.mine, theirs.value, theirs.version)
+        page = Page(merge, inlines, started.shown, started.value, state.mine, theirs.value, theirs.version)
         chosen = {key: post[key] for key in post if key.startswith(CHOICE_PREFIX)}
         if not set(chosen) <= set(page.choices):
             return self.render_resolution_invalid(request, object_id)
@@ -311,10 +254,10 @@ class ConflictResolutionMixin:
             merge, inlines, formsets = self._compare(request, obj, theirs, merged)
         except Malformed:
             return self.render_resolution_invalid(request, object_id)
-        page = _Page(merge, inlines, theirs.shown, theirs.value, _entered(merged))
+        page = Page(merge, inlines, theirs.shown, theirs.value, entered(merged))
         return self.render_resolution(request, obj, page, formsets=formsets, again=True)
 
-    def _merged_post(self, post: QueryDict, page: _Page, form: forms.BaseForm) -> QueryDict:
+    def _merged_post(self, post: QueryDict, page: Page, form: forms.BaseForm) -> QueryDict:
         """Build the change form's POST from what the user entered, the rows now and the choices made."""
         fields = {bound.name: keys_of(bound) for bound in merged_fields(form)}
         covered = {key for keys in fields.values() for key in keys} | set(_version_keys(form))
@@ -343,7 +286,7 @@ class ConflictResolutionMixin:
         self,
         request: HttpRequest,
         obj: models.Model,
-        page: _Page,
+        page: Page,
         *,
         formsets: Sequence[forms.BaseFormSet] = (),
         again: bool = False,
@@ -379,7 +322,7 @@ class ConflictResolutionMixin:
             "merge": page.merge,
             "inlines": [inline for inline in page.inlines if inline.shown],
             "choices": len(page.choices),
-            "missing": len([name for name in page.choices if name not in _chosen(page)]) if missing else 0,
+            "missing": len([name for name in page.choices if name not in chosen(page)]) if missing else 0,
             "hidden": hidden,
             # Read for a row get_object() (get_queryset()) gave this user, and only
             # if they may see its history, as Django's history page asks.
@@ -407,51 +350,3 @@ class ConflictResolutionMixin:
             "app_label": opts.app_label,
         }
         return TemplateResponse(request, "concurrency/resolve_invalid.html", context, status=400)
-
-
-def _chosen(page: _Page) -> set[str]:
-    names = {f.choice for f in page.merge.fields if f.chosen}
-    for inline in page.inlines:
-        for row in inline.rows:
-            if row.chosen:
-                names.add(row.choice)
-            names |= {f.choice for f in row.fields if f.chosen}
-    return names
-
-
-def _resolution_keys(post: QueryDict) -> list[str]:
-    """Return the keys of ``post`` that only a resolution page sends."""
-    return [
-        key
-        for key in post
-        if key in (RESOLVE_FIELD, STATE_FIELD) or key.startswith((CHOICE_PREFIX, MINE_PREFIX, THEIRS_PREFIX))
-    ]
-
-
-def _valid_resolution(post: QueryDict, form: forms.BaseForm) -> bool:
-    """Return whether ``post`` has the shape of what the resolution page of ``form`` sends.
-
-    One snapshot, one state and the resolve flag; choices that are ``mine``
-    or ``theirs``; no value for a field the page merges (the page rebuilds
-    them from the signed state); no other ``_concurrency_*`` key.
-    """
-    if post.getlist(RESOLVE_FIELD) != ["1"] or len(post.getlist(BASE_FIELD)) != 1:
-        return False
-    if len(post.getlist(STATE_FIELD)) != 1:
-        return False
-    covered = {key for bound in merged_fields(form) for key in keys_of(bound)}
-    for key in post:
-        if key in (BASE_FIELD, RESOLVE_FIELD, STATE_FIELD):
-            continue
-        if key.startswith(CHOICE_PREFIX):
-            if post.getlist(key) not in ([MINE], [THEIRS]):
-                return False
-        elif key.startswith("_concurrency_") or key in covered:
-            return False
-    return True
-
-
-def _inline_keys(post: QueryDict, inlines: Iterable[InlineMerge]) -> list[str]:
-    """Return the keys of ``post`` that belong to an inline formset (a resolution page sends none)."""
-    prefixes = tuple(f"{inline.prefix}-" for inline in inlines)
-    return [key for key in post if prefixes and key.startswith(prefixes)]
