@@ -100,7 +100,7 @@ _SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "My
 def _sql_select(connection: Any, model: type[Model], field: Any, keys: list[Any]) -> tuple[str, list[Any]]:
     """Return ``SELECT pk, version FROM table WHERE pk IN (…)`` and its parameters."""
     qn = connection.ops.quote_name
-    key = qn(model._meta.pk.column)  # type: ignore[union-attr]
+    key = qn(model._meta.pk.column)
     if connection.vendor == "postgresql":
         # One array parameter: binding a hundred costs the client more than the lock costs the server.
         where, params = f"{key} = ANY(%s)", [keys]

@@ -41,6 +41,7 @@ from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from ._bases import ModelAdminBase
 from .conf import conf
 from .core.options import options, options_of
 from .http import make_etag, version_from_etag
@@ -198,10 +199,10 @@ def version_response(
     model = queryset.model
     field = options(model).field
     try:
-        key = model._meta.pk.to_python(pk)  # type: ignore[union-attr]
+        key = model._meta.pk.to_python(pk)
     except ValidationError:
         raise Http404 from None
-    rows = list(queryset.filter(pk=key).only(model._meta.pk.attname, field.attname)[:1])  # type: ignore[union-attr]
+    rows = list(queryset.filter(pk=key).only(model._meta.pk.attname, field.attname)[:1])
     obj = rows[0] if rows else None
     if not can_view(obj):
         return JsonResponse({"detail": gettext("You may not view this record.")}, status=403)
@@ -238,7 +239,7 @@ def version_response(
 # -- the admin adapter ------------------------------------------------------------
 
 
-class LiveNoticeMixin:
+class LiveNoticeMixin(ModelAdminBase):
     """Give a ``ModelAdmin`` of a versioned model the "changed since you opened it" notice.
 
     ``ConcurrentModelAdmin`` includes it. The change form of a user who may
@@ -250,10 +251,10 @@ class LiveNoticeMixin:
     live_notice = True
 
     def get_urls(self) -> list[Any]:
-        opts = self.model._meta  # type: ignore[attr-defined]
-        view = self.admin_site.admin_view(self.version_view)  # type: ignore[attr-defined]
+        opts = self.model._meta
+        view = self.admin_site.admin_view(self.version_view)
         urls = [path("<path:object_id>/version/", view, name=f"{opts.app_label}_{opts.model_name}_version")]
-        return [*urls, *super().get_urls()]  # type: ignore[misc]
+        return [*urls, *super().get_urls()]
 
     @method_decorator(never_cache)
     @method_decorator(require_safe)
@@ -261,16 +262,16 @@ class LiveNoticeMixin:
         """Answer the conditional GET of the change form's script (see ``version_response``)."""
         from django.contrib.admin.utils import unquote
 
-        model = self.model  # type: ignore[attr-defined]
+        model = self.model
         if options_of(model) is None:
             raise Http404
-        if not self.has_view_or_change_permission(request):  # type: ignore[attr-defined]
+        if not self.has_view_or_change_permission(request):
             return JsonResponse({"detail": gettext("You may not view this record.")}, status=403)
         return version_response(
             request,
-            self.get_queryset(request),  # type: ignore[attr-defined]
+            self.get_queryset(request),
             unquote(object_id),
-            can_view=lambda obj: bool(self.has_view_or_change_permission(request, obj)),  # type: ignore[attr-defined]
+            can_view=lambda obj: bool(self.has_view_or_change_permission(request, obj)),
         )
 
     def render_change_form(
@@ -288,7 +289,7 @@ class LiveNoticeMixin:
             and obj is not None
             and obj.pk is not None
             and options_of(obj) is not None
-            and self.has_view_or_change_permission(request, obj)  # type: ignore[attr-defined]
+            and self.has_view_or_change_permission(request, obj)
         ):
             from django.contrib.admin.utils import quote
             from django.forms.widgets import Script
@@ -298,7 +299,7 @@ class LiveNoticeMixin:
 
             opts = obj._meta
             name = f"admin:{opts.app_label}_{opts.model_name}"
-            site = self.admin_site.name  # type: ignore[attr-defined]
+            site = self.admin_site.name
             adminform = context.get("adminform")
             attributes = live_notice_attributes(
                 request,
@@ -308,13 +309,13 @@ class LiveNoticeMixin:
                 current_url=reverse(f"{name}_change", args=[quote(obj.pk)], current_app=site),
                 resolve_form=(
                     f"{opts.model_name}_form"
-                    if isinstance(self, ConflictResolutionMixin) and self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+                    if isinstance(self, ConflictResolutionMixin) and self.has_change_permission(request, obj)
                     else None
                 ),
             )
             if attributes is not None:
                 context["media"] = context["media"] + forms.Media(js=[Script(SCRIPT, **attributes)])  # type: ignore[list-item]
-        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 # -- the endpoint for ConcurrentForm pages (concurrency.urls) ---------------------

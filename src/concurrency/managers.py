@@ -83,7 +83,7 @@ class VersionedQuerySet(models.QuerySet):
             names = {meta.field.name, meta.field.attname}
             fields = tuple(f for f in fields if f not in names)
             if not fields:
-                return self._chain()  # type: ignore[attr-defined,no-any-return]
+                return self._chain()  # type: ignore[attr-defined]
         return super().defer(*fields)
 
     @overload  # type: ignore[override]
@@ -202,7 +202,7 @@ class VersionedQuerySet(models.QuerySet):
         pk = opts.pk
         for obj in objs:
             # 1 and "1", a UUID and its string: the same row.
-            key = pk.to_python(obj.pk)  # type: ignore[union-attr]
+            key = pk.to_python(obj.pk)
             if key in seen:
                 raise ValueError(f"bulk_update() got the row with pk {obj.pk!r} twice.")
             seen.add(key)

@@ -133,7 +133,7 @@ class _Policy:
         for model, pk, instance in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
             # From the database the write goes to, not a lagging replica.
             using = router.db_for_write(model, instance=instance)
-            rows_of: Any = model._base_manager.db_manager(using).all()  # type: ignore[attr-defined]
+            rows_of: Any = model._base_manager.db_manager(using).all()
             if connections[using].in_atomic_block:
                 rows_of = rows_of.select_for_update()
             try:

@@ -56,7 +56,7 @@ def loads_for_row(token: str, purpose: str, model: Any, pk: Any) -> Any:
 class VersionFieldSigner(Signer):
     """The default signer: Django's ``Signer``, salted per model and row by ``get_signer``."""
 
-    def sign(self, value: Any) -> str:  # type: ignore[override]
+    def sign(self, value: Any) -> str:
         if value is None or value == "":
             return ""
         return super().sign(str(value))

@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from .._bases import ModelAdminBase
 from ..compat import DJANGO_61
 from ..core.options import version_field_of
 from ..fields import VersionField
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 # Actions
 
 
-class ConcurrencyActionMixin:
+class ConcurrencyActionMixin(ModelAdminBase):
     """Run admin actions only on rows still at the version the user saw.
 
     The action checkboxes are valued ``"<pk>,<version>"``. Before the action
@@ -57,7 +58,7 @@ class ConcurrencyActionMixin:
         return "concurrency/delete_selected_confirmation_52.html"
 
     @property
-    def delete_selected_confirmation_template(self) -> str | None:
+    def delete_selected_confirmation_template(self) -> str | None:  # type: ignore[override]
         """Post ``pk,version`` from the confirmation page, so the deletion is checked too."""
         return self.get_confirmation_template() if self.check_concurrent_action else None
 
@@ -65,7 +66,7 @@ class ConcurrencyActionMixin:
         """Render the row's checkbox with ``"<pk>,<version>"`` as its value."""
         field = version_field_of(type(obj))
         if field is None or not self.check_concurrent_action:
-            return super().action_checkbox(obj)  # type: ignore[misc,no-any-return]
+            return super().action_checkbox(obj)
         checkbox = forms.CheckboxInput(
             {
                 "class": "action-select",
@@ -82,11 +83,11 @@ class ConcurrencyActionMixin:
         location = kwargs.get("action_location", args[0] if args else None)
         if location is not None and location.name != "CHANGE_LIST":
             # Django 6.1's change-form actions post the bare pk of the object shown.
-            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+            return super().response_action(request, queryset, *args, **kwargs)
         field = version_field_of(queryset.model)
         values = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
         if field is None or not values or not self.check_concurrent_action:
-            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+            return super().response_action(request, queryset, *args, **kwargs)
         selection = self._parse_selection(request, queryset.model, values)
         if selection is None:
             return None
@@ -96,11 +97,11 @@ class ConcurrencyActionMixin:
         original = request.POST
         stripped = request.POST.copy()
         stripped.setlist(helpers.ACTION_CHECKBOX_NAME, list(dict.fromkeys(pk for pk, _v in selection)))
-        request.POST = stripped  # type: ignore[misc,assignment]
+        request.POST = stripped  # type: ignore[assignment]
         try:
-            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+            return super().response_action(request, queryset, *args, **kwargs)
         finally:
-            request.POST = original  # type: ignore[misc]
+            request.POST = original
 
     def _parse_selection(
         self, request: HttpRequest, model: type[models.Model], values: list[str]
@@ -118,7 +119,7 @@ class ConcurrencyActionMixin:
                 # The range validators refuse a pk the database driver cannot bind.
                 pk_field.run_validators(pk_field.to_python(pk))
             except (ValueError, ValidationError):
-                self.message_user(  # type: ignore[attr-defined]
+                self.message_user(
                     request,
                     _(
                         "The selection could not be read (%(value)s is not “id,version”). "
@@ -167,7 +168,7 @@ class ConcurrencyActionMixin:
             return True
         found = {obj.pk: obj for obj in self._visible(request, using).filter(pk__in=stale[: NAMED_ROWS + 1])}
         named = [found.get(pk, f"{model._meta.pk.name}={pk}") for pk in stale]
-        self.message_user(  # type: ignore[attr-defined]
+        self.message_user(
             request,
             ngettext(
                 "%(names)s was changed by someone else after this page was loaded. The action was "
@@ -185,4 +186,4 @@ class ConcurrencyActionMixin:
 
     def _visible(self, request: HttpRequest, using: str) -> QuerySet:
         """Return the rows this user may see in this admin: ``get_queryset()``, on ``using``."""
-        return self.get_queryset(request).using(using)  # type: ignore[attr-defined,no-any-return]
+        return self.get_queryset(request).using(using)

@@ -17,6 +17,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from .._bases import ModelAdminBase
 from ..conf import LIST_EDITABLE_POLICY_ABORT_ALL, conf
 from ..core.options import is_checked, version_field_of
 from ..exceptions import RecordModifiedError
@@ -208,7 +209,7 @@ def _choice_label(field: forms.Field, value: Any) -> Any:
     return value
 
 
-class ConcurrencyListEditableMixin:
+class ConcurrencyListEditableMixin(ModelAdminBase):
     """Check ``list_editable`` saves against the version each row had when the page was loaded.
 
     Every row carries its version, signed for that row, next to its hidden
@@ -237,24 +238,24 @@ class ConcurrencyListEditableMixin:
         return int(conf.POLICY)
 
     def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
-        if version_field_of(self.model) is not None:  # type: ignore[attr-defined]
+        if version_field_of(self.model) is not None:
             base = kwargs.get("form") or forms.ModelForm
             if not issubclass(base, _ChangelistRowForm):
                 kwargs["form"] = type(base.__name__, (_ChangelistRowForm, base), {"__module__": __name__})
-        return super().get_changelist_form(request, **kwargs)  # type: ignore[misc]
+        return super().get_changelist_form(request, **kwargs)
 
     def get_changelist_formset(self, request: HttpRequest, **kwargs: Any) -> type[forms.BaseModelFormSet]:
-        if version_field_of(self.model) is None:  # type: ignore[attr-defined]
-            return super().get_changelist_formset(request, **kwargs)  # type: ignore[misc]
+        if version_field_of(self.model) is None:
+            return super().get_changelist_formset(request, **kwargs)
         base = kwargs.get("formset") or forms.BaseModelFormSet
         if not issubclass(base, ChangelistFormSet):
             base = type(base.__name__, (ChangelistFormSet, base), {"__module__": __name__})
         kwargs["formset"] = base
-        formset = super().get_changelist_formset(request, **kwargs)  # type: ignore[misc]
+        formset = super().get_changelist_formset(request, **kwargs)
         # A class of its own per request (as Django's factory makes anyway), so
         # binding the request to it is safe across threads.
-        formset.concurrency_admin = self
-        formset.concurrency_request = request
+        formset.concurrency_admin = self  # type: ignore[attr-defined]
+        formset.concurrency_request = request  # type: ignore[attr-defined]
         return formset
 
     def changelist_view(
@@ -263,22 +264,22 @@ class ConcurrencyListEditableMixin:
         saving = (
             request.method == "POST"
             and "_save" in request.POST
-            and bool(self.list_editable)  # type: ignore[attr-defined]
-            and version_field_of(self.model) is not None  # type: ignore[attr-defined]
+            and bool(self.list_editable)
+            and version_field_of(self.model) is not None
         )
         if not saving:
-            return super().changelist_view(request, extra_context)  # type: ignore[misc]
+            return super().changelist_view(request, extra_context)
         for _attempt in range(ATTEMPTS):
             request._concurrency_list_conflicts = []  # type: ignore[attr-defined]
             try:
-                response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+                response = super().changelist_view(request, extra_context)
             except RecordModifiedError:
                 # Lost a race after validation: everything was rolled back;
                 # validating again sees the other write.
                 continue
             self._report_list_conflicts(request)
             return response
-        self.message_user(  # type: ignore[attr-defined]
+        self.message_user(
             request,
             _("These rows are being changed by others right now, so nothing was saved. Try again."),
             messages.ERROR,
@@ -292,15 +293,15 @@ class ConcurrencyListEditableMixin:
         policy = getattr(request, "_concurrency_list_policy", None)
         # One query, only when there are conflicts: name the rows as they are now,
         # through get_queryset(), so a row this user may no longer see is not named.
-        model = self.model  # type: ignore[attr-defined]
+        model = self.model
         pks = [pk for pk, _a in conflicts[:NAMED_ROWS]]
-        rows = self.get_queryset(request).using(router.db_for_write(model))  # type: ignore[attr-defined]
+        rows = self.get_queryset(request).using(router.db_for_write(model))
         current = {obj.pk: obj for obj in rows.filter(pk__in=pks)}
         conflicts = [
             (current.get(pk, f"{model._meta.pk.name}={pk}"), attempted) for pk, attempted in conflicts
         ]
         if policy == LIST_EDITABLE_POLICY_ABORT_ALL:
-            self.message_user(  # type: ignore[attr-defined]
+            self.message_user(
                 request,
                 ngettext(
                     "%(names)s was changed by someone else after this page was loaded, so nothing was "
@@ -314,7 +315,7 @@ class ConcurrencyListEditableMixin:
             )
             return
         for obj, attempted in conflicts[:NAMED_ROWS]:
-            self.message_user(  # type: ignore[attr-defined]
+            self.message_user(
                 request,
                 _(
                     "%(name)s %(obj)s was changed by someone else after this page was loaded, so the "
@@ -330,9 +331,9 @@ class ConcurrencyListEditableMixin:
             )
         if len(conflicts) > NAMED_ROWS:
             rest = len(conflicts) - NAMED_ROWS
-            self.message_user(  # type: ignore[attr-defined]
+            self.message_user(
                 request,
                 _("%(count)d more %(name)s were not saved for the same reason.")
-                % {"count": rest, "name": model_ngettext(self.opts, rest)},  # type: ignore[attr-defined]
+                % {"count": rest, "name": model_ngettext(self.opts, rest)},
                 messages.WARNING,
             )

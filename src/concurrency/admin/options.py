@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     pass
 
 
-class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmin's signatures
+class ConcurrentModelAdmin(  # the mixins narrow ModelAdmin's signatures
     LiveNoticeMixin, ConcurrencyActionMixin, ConcurrencyListEditableMixin, admin.ModelAdmin
 ):
     """A ``ModelAdmin`` for versioned models: change form, inlines, actions and list_editable.
@@ -286,7 +286,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
             context["concurrency_version"] = sign_version(
                 self.model._meta.concrete_model, obj.pk, getattr(obj, field.attname)
             )
-        return super().render_delete_form(request, context)  # type: ignore[no-any-return]
+        return super().render_delete_form(request, context)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         """Delete ``obj`` with the version the delete page showed; refuse a stale confirmation.
@@ -316,7 +316,7 @@ class ConcurrentModelAdmin(  # type: ignore[misc]  # the mixins narrow ModelAdmi
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         try:
-            return super().delete_view(request, object_id, extra_context)  # type: ignore[no-any-return]
+            return super().delete_view(request, object_id, extra_context)
         except _DeleteRefused as refused:
             # Django's transaction is rolled back (its log entry included).
             return self._response_delete_refused(request, object_id, refused.obj, stale=refused.stale)

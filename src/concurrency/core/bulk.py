@@ -171,7 +171,7 @@ def _bulk_batch(
             sql, params = compiler.as_sql()
             with connection.cursor() as cursor:
                 cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
-                return cursor.fetchall()  # type: ignore[no-any-return]
+                return cursor.fetchall()
 
         returned = {pk.to_python(row[0]) for row in run_watched(compiler, "update", run)}
         if len(returned) == len(plan):

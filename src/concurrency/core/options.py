@@ -68,7 +68,7 @@ class ConcurrencyOptions:
 
 def options(obj: Any) -> ConcurrencyOptions:
     """Return the options of a versioned model or instance (``AttributeError`` if it is not one)."""
-    return obj._concurrencymeta  # type: ignore[no-any-return]
+    return obj._concurrencymeta
 
 
 def options_of(obj: Any) -> ConcurrencyOptions | None:
@@ -78,7 +78,7 @@ def options_of(obj: Any) -> ConcurrencyOptions | None:
 
 def declared_options(model: Any) -> ConcurrencyOptions | None:
     """Return the options ``model`` got as its own, not from a parent class (historical models too)."""
-    return model.__dict__.get(ATTRIBUTE)  # type: ignore[no-any-return]
+    return model.__dict__.get(ATTRIBUTE)
 
 
 def set_options(model: Any, value: ConcurrencyOptions) -> None:

@@ -28,7 +28,7 @@ class RootWrite(NamedTuple):
 
 
 def _root_key(model: type[Model], pk: Any) -> tuple[Any, Any]:
-    return model, model._meta.pk.to_python(pk)  # type: ignore[union-attr]
+    return model, model._meta.pk.to_python(pk)
 
 
 def root_write(model: type[Model], pk: Any, using: str) -> RootWrite | None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from django.db.models import Model
 
+from .hooks import wrap_once
 from .options import version_field
 
 ROW = "_concurrency_loaded_row"
@@ -58,7 +59,7 @@ _positions: dict[type[Model], dict[str, int]] = {}
 _layouts: dict[type[Model], tuple[int, int]] = {}
 
 
-class _Row(tuple):  # type: ignore[type-arg]
+class _Row(tuple):
     """The values a loaded instance was built from, by concrete field; never pickled."""
 
     __slots__ = ()
@@ -81,9 +82,10 @@ def _no_row() -> None:
 
 def keep_loaded_rows(model: Any) -> None:
     """Make ``model.from_db`` keep the row each instance is built from (see ``loaded_row``)."""
-    from_db = model.from_db
-    if getattr(from_db, "_concurrency_keeps_row", False):
-        return
+    wrap_once(model, "from_db", "rows", _keeping_rows)
+
+
+def _keeping_rows(from_db: Any) -> Any:
     build = from_db.__func__
 
     def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any]) -> Any:
@@ -92,8 +94,7 @@ def keep_loaded_rows(model: Any) -> None:
         instance._state.__dict__[ROW] = _Row(values)
         return instance
 
-    from_db_keeping_row._concurrency_keeps_row = True  # type: ignore[attr-defined]
-    model.from_db = classmethod(from_db_keeping_row)
+    return classmethod(from_db_keeping_row)
 
 
 def row_positions(model: type[Model]) -> dict[str, int]:
@@ -132,10 +133,10 @@ def _at(model: type[Model], row: Any, version: Any) -> Sequence[Any] | None:
     # Shorter when loaded with deferred fields: never trusted.
     if len(row) != layout[1] or row[layout[0]] != version:
         return None
-    return row  # type: ignore[no-any-return]
+    return row
 
 
-class _Followed(tuple):  # type: ignore[type-arg]
+class _Followed(tuple):
     """``(row, old, written, new)``: a save wrote ``written`` over ``row`` at ``old``.
 
     Applied when next asked for (``loaded_row``).

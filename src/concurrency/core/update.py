@@ -116,9 +116,7 @@ def run_update(
     compiler = connection.ops.compiler(query.compiler)(query, connection, using, True)
     if read_back is not None:
         fields = [*(returning_fields or ()), read_back]
-        return run_watched(  # type: ignore[no-any-return]
-            compiler, "update", lambda: _update_read_back(compiler, base_qs, pk_val, fields)
-        )
+        return run_watched(compiler, "update", lambda: _update_read_back(compiler, base_qs, pk_val, fields))
     if returning_fields:
         return compiler.execute_returning_sql(returning_fields)
     return [()] * compiler.execute_sql(ROW_COUNT)
@@ -164,7 +162,7 @@ def _update_read_back(compiler: Any, base_qs: QuerySet, pk_val: Any, fields: lis
                 rows = cursor.cursor.fetchall()
         if converters:
             return [tuple(row) for row in compiler.apply_converters(rows, converters)]
-        return rows  # type: ignore[no-any-return]
+        return rows
     if final and connection.vendor == "mysql" and len(fields) == 1:
         # The version was written as LAST_INSERT_ID(<value>) (see _run_update),
         # which keeps the value in the session: the server reports it with the

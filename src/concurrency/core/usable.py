@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connections
 
 from ..exceptions import RecordDeletedError, RecordModifiedError, VersionNotLoadedError
+from .hooks import wrap_once
 from .versions import database_of
 
 
@@ -49,15 +50,12 @@ def _harmless(error: BaseException) -> bool:
 
 def keep_transaction_usable(model: Any) -> None:
     """Wrap ``model.save_base`` and ``model.delete`` so a refusal that wrote nothing keeps the transaction."""
-    for name in ("save_base", "delete"):
-        method = getattr(model, name)
-        if getattr(method, "_concurrency_usable", False):
-            continue
-        setattr(model, name, _usable(method, name))
+    wrap_once(model, "save_base", "usable", lambda method: _usable(method, 4))
+    wrap_once(model, "delete", "usable", lambda method: _usable(method, 1))
 
 
-def _usable(method: Any, name: str) -> Any:
-    position = 4 if name == "save_base" else 1  # where ``using`` is among positional arguments
+def _usable(method: Any, position: int) -> Any:
+    """Wrap ``method``, whose ``using`` is its ``position``-th positional argument."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -78,10 +76,9 @@ def _usable(method: Any, name: str) -> Any:
                 and connection.needs_rollback
             ):
                 connection.needs_rollback = False
-                connection.rollback_exc = None  # type: ignore[attr-defined]
+                vars(connection)["rollback_exc"] = None
             raise
         finally:
             writes.reset(token)
 
-    wrapper._concurrency_usable = True  # type: ignore[attr-defined]
     return wrapper

@@ -15,6 +15,7 @@ from typing import Any
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Model
 
+from .hooks import is_wrapper, wrap_once
 from .usable import writes
 
 _watchers: dict[type[Model], Any] = {}
@@ -39,24 +40,23 @@ def watch_writes(model: type[Model], watcher: Any) -> None:
 def tell_row_writes(model: Any) -> None:
     """Wrap ``model._do_update``/``_do_insert`` so that the watcher knows the instance being saved."""
     for name in ("_do_update", "_do_insert"):
-        method = getattr(model, name)
-        if getattr(method, "_concurrency_row", False):
-            continue
+        wrap_once(model, name, "row", _telling_row)
 
-        def row_write(self: Any, *args: Any, _method_: Any = method, **kwargs: Any) -> Any:
-            token = writing.set(self)
-            try:
-                return _method_(self, *args, **kwargs)
-            finally:
-                writing.reset(token)
 
-        row_write._concurrency_row = True  # type: ignore[attr-defined]
-        setattr(model, name, row_write)
+def _telling_row(method: Any) -> Any:
+    def row_write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = writing.set(self)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            writing.reset(token)
+
+    return row_write
 
 
 def is_row_hook(method: Any) -> bool:
     """Return whether ``method`` is the ``_do_update``/``_do_insert`` wrapper of ``watch_writes``."""
-    return bool(getattr(method, "_concurrency_row", False))
+    return is_wrapper(method, "row")
 
 
 _hooked: dict[type, type] = {}
@@ -116,17 +116,16 @@ def watch_compilers() -> None:
     On the operations class, not on connections: a query is compiled before
     its thread's connection is opened.
     """
-    original = BaseDatabaseOperations.compiler
-    if getattr(original, "_concurrency_watched", False):
-        return
+    wrap_once(BaseDatabaseOperations, "compiler", "compilers", _handing_out_watched)
 
+
+def _handing_out_watched(original: Any) -> Any:
     def compiler(self: Any, compiler_name: str) -> Any:
         klass = original(self, compiler_name)
         kind = _KINDS.get(compiler_name)
         return klass if kind is None else _watched_compiler(klass, kind)
 
-    compiler._concurrency_watched = True  # type: ignore[attr-defined]
-    BaseDatabaseOperations.compiler = compiler  # type: ignore[method-assign]
+    return compiler
 
 
 watch_compilers()

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import models
 from django.db.models.expressions import Expression
 
+from ..core.hooks import wrap_once
 from ..triggers import get_trigger_name, is_default_factory
 from .base import VersionField
 
@@ -100,14 +101,13 @@ def _accept_refetch(model: Any) -> None:
     django-concurrency returned its refetched copy. The model's own ``save()``
     (or the one it inherits) is wrapped once per class that defines one.
     """
-    save = model.save
-    if getattr(save, "_concurrency_refetch", False):
-        return
+    wrap_once(model, "save", "refetch", _accepting_refetch)
 
+
+def _accepting_refetch(save: Any) -> Any:
     @functools.wraps(save)
     def save_accepting_refetch(self: Any, *args: Any, refetch: bool = False, **kwargs: Any) -> Any:
         save(self, *args, **kwargs)
         return self if refetch else None
 
-    save_accepting_refetch._concurrency_refetch = True  # type: ignore[attr-defined]
-    model.save = save_accepting_refetch
+    return save_accepting_refetch

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
+from .._bases import ObjectViewBase
 from ..conf import conf
 from ..core.options import version_of
 from ..core.versions import database_of
@@ -344,7 +345,7 @@ def preconditions(
     return decorate
 
 
-class PreconditionMixin:
+class PreconditionMixin(ObjectViewBase):
     """Preconditions for a class-based view; put it before ``View`` in the bases.
 
     ``get_object()`` results have the preconditions applied; other views call
@@ -359,11 +360,11 @@ class PreconditionMixin:
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         state = start(request, self.require_if_match, self.write_methods)
-        parent = super().dispatch  # type: ignore[misc]
+        parent: Any = super().dispatch
         if self.view_is_async:
             return _arun(state, lambda: parent(request, *args, **kwargs))
         return _run(state, lambda: parent(request, *args, **kwargs))
 
     def get_object(self, queryset: Any = None) -> Any:
-        obj = super().get_object(queryset)  # type: ignore[misc]
+        obj = super().get_object(queryset)
         return apply_preconditions(self.request, obj)

@@ -118,7 +118,7 @@ def inline_three_way(
     prefix = str(formset.prefix)
     fields = merged_fields(template, _excluded(formset))
     posted, added = _posted_rows(mine, [pk for pk, _row in base])
-    current = {str(form.instance.pk): form.instance for form in formset.initial_forms}  # type: ignore[attr-defined]
+    current = {str(form.instance.pk): form.instance for form in formset.initial_forms}
     theirs_rows = dict(theirs)
     base_rows = dict(base)
 

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from .._bases import ModelAdminBase
 from ..core.options import options, options_of
 from ..exceptions import RecordModifiedError
 from .inlines import Malformed, inline_three_way, merged_rows
@@ -49,7 +50,7 @@ def _version_keys(form: forms.BaseForm) -> list[str]:
     return keys_of(form[version]) if version in form.fields else []
 
 
-class ConflictResolutionMixin:
+class ConflictResolutionMixin(ModelAdminBase):
     """Show a field-by-field resolution page when a change form is submitted against an old version.
 
     Put it before ``ConcurrentModelAdmin`` (or ``admin.ModelAdmin``) in the
@@ -64,18 +65,16 @@ class ConflictResolutionMixin:
         """Return whether the change form of ``obj`` carries a snapshot (not for view-only users)."""
         if obj is None or options_of(obj) is None:
             return False
-        return not hasattr(request, "user") or bool(
-            self.has_change_permission(request, obj)  # type: ignore[attr-defined]
-        )
+        return not hasattr(request, "user") or bool(self.has_change_permission(request, obj))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        base = kwargs.get("form") or self.form  # type: ignore[attr-defined]
+        base = kwargs.get("form") or self.form
         if change and self._resolves(request, obj):
             kwargs["form"] = type(base.__name__, (SnapshotForm, base), {})
-        return super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        fieldsets = super().get_fieldsets(request, obj)
         if not self._resolves(request, obj):
             return fieldsets
         return [*fieldsets, (None, {"fields": [BASE_FIELD], "classes": ["hidden"]})]
@@ -100,7 +99,7 @@ class ConflictResolutionMixin:
         ):
             formsets = [inline.formset for inline in context.get("inline_admin_formsets", ())]
             form.fields[BASE_FIELD].initial = snapshot(form, formsets)
-        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changeform_view(
         self,
@@ -113,12 +112,12 @@ class ConflictResolutionMixin:
             # A resolution page's POST without its snapshot cannot be merged.
             return self.render_resolution_invalid(request, object_id)
         if request.method != "POST" or object_id is None or BASE_FIELD not in request.POST:
-            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+            return super().changeform_view(request, object_id, form_url, extra_context)
         response = self._resolve(request, object_id)
         if response is not None:
             return response
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+            return super().changeform_view(request, object_id, form_url, extra_context)
         except RecordModifiedError:
             # A plain ModelAdmin lost a race after validation (ConcurrentModelAdmin
             # calls response_refused instead); the transaction is rolled back.
@@ -140,7 +139,7 @@ class ConflictResolutionMixin:
             response = self._resolve(request, object_id)
             if response is not None:
                 return response
-        return super().response_refused(  # type: ignore[misc,no-any-return]
+        return super().response_refused(  # type: ignore[misc]
             request, error, object_id, form_url, extra_context
         )
 
@@ -150,12 +149,12 @@ class ConflictResolutionMixin:
         """Return the inline formsets of ``obj``'s change form (bound to ``data`` if given) and inlines."""
         formsets = []
         prefixes: dict[str, int] = {}
-        for formset_class, inline in self.get_formsets_with_inlines(request, obj):  # type: ignore[attr-defined]
+        for formset_class, inline in self.get_formsets_with_inlines(request, obj):
             prefix = formset_class.get_default_prefix()
             prefixes[prefix] = prefixes.get(prefix, 0) + 1
             if prefixes[prefix] != 1 or not prefix:
                 prefix = f"{prefix}-{prefixes[prefix]}"
-            kwargs = self.get_formset_kwargs(request, obj, inline, prefix)  # type: ignore[attr-defined]
+            kwargs = self.get_formset_kwargs(request, obj, inline, prefix)
             for key in ("data", "files", "save_as_new"):
                 kwargs.pop(key, None)
             if data is not None:
@@ -195,11 +194,11 @@ class ConflictResolutionMixin:
         """Return the resolution page, or ``None`` to let the admin handle the POST."""
         if "_saveasnew" in request.POST:
             return None  # a new object conflicts with nobody
-        model = self.model  # type: ignore[attr-defined]
-        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        model = self.model
+        obj = self.get_object(request, object_id)
         if obj is None or options_of(obj) is None:
             return None
-        if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+        if not self.has_change_permission(request, obj):
             return None
         if RESOLVE_FIELD in request.POST:
             return self._resolve_again(request, obj, object_id)
@@ -220,7 +219,7 @@ class ConflictResolutionMixin:
 
     def _resolve_again(self, request: HttpRequest, obj: Any, object_id: str) -> HttpResponse | None:
         """Save the choices made on a resolution page, or show the page again."""
-        model = self.model  # type: ignore[attr-defined]
+        model = self.model
         post = request.POST
         try:
             theirs = read_snapshot_of(model, obj.pk, one(post, BASE_FIELD))
@@ -312,9 +311,9 @@ class ConflictResolutionMixin:
             (RESOLVE_FIELD, "1"),
             *version_items,
         ]
-        request.current_app = self.admin_site.name  # type: ignore[attr-defined]
+        request.current_app = self.admin_site.name
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "title": _("Resolve the conflicting changes to %(obj)s") % {"obj": obj},
             "subtitle": None,
             "opts": opts,
@@ -335,14 +334,14 @@ class ConflictResolutionMixin:
         return TemplateResponse(request, self.resolve_conflict_template, context, status=409)
 
     def _may_view(self, request: HttpRequest, obj: Any) -> bool:
-        return bool(self.has_view_or_change_permission(request, obj))  # type: ignore[attr-defined]
+        return bool(self.has_view_or_change_permission(request, obj))
 
     def render_resolution_invalid(self, request: HttpRequest, object_id: str | None) -> HttpResponse:
         """Answer a resolution POST that cannot be read (400): nothing is saved."""
-        opts = self.model._meta  # type: ignore[attr-defined]
-        request.current_app = self.admin_site.name  # type: ignore[attr-defined]
+        opts = self.model._meta
+        request.current_app = self.admin_site.name
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "title": _("Your choices could not be read"),
             "subtitle": None,
             "opts": opts,

@@ -101,7 +101,7 @@ def _row_items(form: forms.BaseForm) -> Items:
 def rows_of(formsets: Iterable[forms.BaseFormSet]) -> Rows:
     """Return the rows the inline formsets show: each initial form's pk and values."""
     return {
-        str(formset.prefix): [(str(form.instance.pk), _row_items(form)) for form in formset.initial_forms]  # type: ignore[attr-defined]
+        str(formset.prefix): [(str(form.instance.pk), _row_items(form)) for form in formset.initial_forms]
         for formset in formsets
     }
 

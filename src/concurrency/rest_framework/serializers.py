@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 
+from .._bases import SerializerBase
 from ..core.options import options
 from ..exceptions import RecordDeletedError, RecordModifiedError
 from ..http.problems import deleted_error, stale_detail
@@ -57,7 +58,7 @@ class VersionField(serializers.IntegerField):
         super().__init__(**kwargs)
 
 
-class VersionedSerializerMixin:
+class VersionedSerializerMixin(SerializerBase):
     """Mix into a ``ModelSerializer`` of a versioned model.
 
     The version is exposed as a ``VersionField``. An update needs it, in the
@@ -87,19 +88,19 @@ class VersionedSerializerMixin:
     def build_field(self, field_name: str, *args: Any) -> tuple[type[serializers.Field], dict[str, Any]]:
         if field_name == self._version_field_name():
             return VersionField, {}
-        return super().build_field(field_name, *args)  # type: ignore[misc]
+        return super().build_field(field_name, *args)
 
     def get_fields(self) -> dict[str, serializers.Field]:
-        fields: dict[str, serializers.Field] = super().get_fields()  # type: ignore[misc]
+        fields: dict[str, serializers.Field] = super().get_fields()
         name = self._version_field_name()
         if not isinstance(fields.get(name), VersionField):
             fields[name] = VersionField()
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)  # type: ignore[misc]
+        attrs = super().validate(attrs)
         name = self._version_field_name()
-        source = self.fields[name].source  # type: ignore[attr-defined]
+        source = self.fields[name].source
         if self.instance is None:
             # The version of a new row is the field's to choose.
             attrs.pop(source, None)
@@ -115,14 +116,14 @@ class VersionedSerializerMixin:
         return attrs
 
     def update(self, instance: Model, validated_data: dict[str, Any]) -> Model:
-        source = self.fields[self._version_field_name()].source  # type: ignore[attr-defined]
+        source = self.fields[self._version_field_name()].source
         attname = options(instance).field.attname
         setattr(instance, attname, validated_data.pop(source))
         try:
-            return super().update(instance, validated_data)  # type: ignore[misc]
+            return super().update(instance, validated_data)
         except RecordModifiedError as error:
             raise VersionConflict(error) from error
 
     def create(self, validated_data: dict[str, Any]) -> Model:
-        validated_data.pop(self.fields[self._version_field_name()].source, None)  # type: ignore[attr-defined]
-        return super().create(validated_data)  # type: ignore[misc]
+        validated_data.pop(self.fields[self._version_field_name()].source, None)
+        return super().create(validated_data)

@@ -14,6 +14,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.utils.encoders import JSONEncoder
 
+from .._bases import APIViewBase
 from ..api import get_revision_of_object
 from ..core.versions import database_of
 from ..exceptions import RecordModifiedError
@@ -43,7 +44,7 @@ def _savepoint(using: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
-class VersionedViewMixin:
+class VersionedViewMixin(APIViewBase):
     """Mix into a ``GenericAPIView`` or ``GenericViewSet`` of a versioned model.
 
     - ``retrieve`` (GET/HEAD) answers with the row's ETag, and 304 for a
@@ -70,7 +71,7 @@ class VersionedViewMixin:
     _preconditions: Preconditions | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         # After authentication and permissions: preconditions never answer for
         # a request that would fail for another reason (RFC 9110 §13.2.1).
         self._preconditions = Preconditions(
@@ -81,13 +82,13 @@ class VersionedViewMixin:
         )
 
     def get_object(self) -> Any:
-        obj = super().get_object()  # type: ignore[misc]
+        obj = super().get_object()
         if self._preconditions is not None:
             self._preconditions.apply(obj)
         return obj
 
     def get_serializer_context(self) -> dict[str, Any]:
-        context: dict[str, Any] = super().get_serializer_context()  # type: ignore[misc]
+        context: dict[str, Any] = super().get_serializer_context()
         state = self._preconditions
         if state is not None and state.is_write and state.instance is not None:
             if state.from_if_match:
@@ -99,7 +100,7 @@ class VersionedViewMixin:
 
     def perform_update(self, serializer: Any) -> None:
         with _savepoint(database_of(serializer.instance)):
-            super().perform_update(serializer)  # type: ignore[misc]
+            super().perform_update(serializer)
 
     def perform_destroy(self, instance: Model) -> None:
         state = self._preconditions
@@ -121,7 +122,7 @@ class VersionedViewMixin:
             )
         if isinstance(error, PreconditionError):
             return self.precondition_response(error, reload=False)
-        return super().handle_exception(exc)  # type: ignore[misc]
+        return super().handle_exception(exc)
 
     def precondition_response(self, error: PreconditionError, *, reload: bool) -> HttpResponse:
         """Return the response for ``error``, with the current row when it is a 409 or 412.
@@ -145,15 +146,15 @@ class VersionedViewMixin:
                 # row the requester can no longer read.
                 return self._gone_response()
             try:
-                self.check_object_permissions(self.request, current)  # type: ignore[attr-defined]
+                self.check_object_permissions(self.request, current)
             except (APIException, Http404, PermissionDenied) as denied:
                 # What a GET of the row would get now (403 or 404), not its version.
-                return super().handle_exception(denied)  # type: ignore[misc,no-any-return]
+                return super().handle_exception(denied)
         assert current is not None
         problem = error.problem()
         problem["version"] = get_revision_of_object(current)
         problem["etag"] = make_etag(current)
-        problem["current"] = self.get_serializer(current).data  # type: ignore[attr-defined]
+        problem["current"] = self.get_serializer(current).data
         return problem_response(problem, encoder=JSONEncoder)
 
     def _gone_response(self) -> HttpResponse:
@@ -164,11 +165,11 @@ class VersionedViewMixin:
 
     def _current(self, instance: Model) -> Model | None:
         """Read the row again through the view's own queryset and filters, as ``get_object()`` does."""
-        queryset = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
-        return queryset.filter(pk=instance.pk).first()  # type: ignore[no-any-return]
+        queryset = self.filter_queryset(self.get_queryset())
+        return queryset.filter(pk=instance.pk).first()
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)
         if self._preconditions is not None:
             response = self._preconditions.finish(response)
         return response
