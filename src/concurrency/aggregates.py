@@ -69,7 +69,7 @@ _UNKNOWN = object()
 
 def root_field(model: type[models.Model]) -> models.ForeignKey | None:
     """Return the foreign key from ``model`` to its aggregate root, if it declares one."""
-    return _roots.get(model) or _roots.get(model._meta.concrete_model)  # type: ignore[arg-type]
+    return _roots.get(model) or _roots.get(model._meta.concrete_model or model)
 
 
 def _declared(model: type[models.Model]) -> str | None:
@@ -124,9 +124,10 @@ def register() -> None:
     checks.register(check_aggregates, checks.Tags.models)
     models_ = apps.get_models()
     for model in models_:
-        if _declared(model) is None or _check_declaration(model):
+        declared = _declared(model)
+        if declared is None or _check_declaration(model):
             continue
-        field: Any = model._meta.get_field(_declared(model))  # type: ignore[arg-type]
+        field: Any = model._meta.get_field(declared)
         table = field.model._meta.concrete_model
         _roots[model] = _roots[table] = field
         root: Any = field.related_model
@@ -266,7 +267,7 @@ def _holds(held: Any, fk: Any, value: Any) -> bool:
 
 def _unchanged(field: Any, value: Any) -> bool:
     if isinstance(value, F):
-        return value.name in (field.name, field.attname)  # type: ignore[attr-defined]
+        return vars(value).get("name") in (field.name, field.attname)
     return isinstance(value, Col) and value.target is field
 
 

@@ -15,8 +15,8 @@ which rows were stale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from asgiref.sync import sync_to_async
 from django.db import NotSupportedError, models
@@ -33,12 +33,22 @@ __all__ = ["VersionedManager", "VersionedQuerySet"]
 OnConflict = Literal["raise", "skip"]
 
 
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def _alters_data(method: C) -> C:
+    """Mark ``method`` as one templates must not call, as Django marks the methods it overrides."""
+    vars(method)["alters_data"] = True
+    return method
+
+
 class VersionedQuerySet(models.QuerySet):
     """A ``QuerySet`` whose ``update()`` bumps versions and whose ``bulk_update()`` checks them.
 
     On a model without a version field it behaves exactly like ``QuerySet``.
     """
 
+    @_alters_data
     def update(self, **kwargs: Any) -> int:
         """Update the rows and bump the version of each one, in the same statement.
 
@@ -60,8 +70,6 @@ class VersionedQuerySet(models.QuerySet):
                     # version computed from the row must see its old values.
                     kwargs = {field.attname: expression, **kwargs}
         return super().update(**kwargs)
-
-    update.alters_data = True  # type: ignore[attr-defined]
 
     def only(self, *fields: Any) -> VersionedQuerySet:
         """Like ``QuerySet.only()``, but the version is always loaded with the row.
@@ -106,6 +114,7 @@ class VersionedQuerySet(models.QuerySet):
         on_conflict: Literal["skip"],
     ) -> list[models.Model]: ...
 
+    @_alters_data
     def bulk_update(
         self,
         objs: Iterable[models.Model],
@@ -149,8 +158,7 @@ class VersionedQuerySet(models.QuerySet):
             raise BulkUpdateConflictError(model=self.model, conflicts=conflicts)
         return written
 
-    bulk_update.alters_data = True  # type: ignore[attr-defined]
-
+    @_alters_data
     async def abulk_update(  # type: ignore[override]
         self,
         objs: Iterable[models.Model],
@@ -166,8 +174,6 @@ class VersionedQuerySet(models.QuerySet):
             batch_size,
             on_conflict=on_conflict,  # type: ignore[arg-type]
         )
-
-    abulk_update.alters_data = True  # type: ignore[attr-defined]
 
     def _check_bulk_update(
         self,
@@ -209,7 +215,7 @@ class VersionedQuerySet(models.QuerySet):
             obj._prepare_related_fields_for_save(  # type: ignore[attr-defined]
                 operation_name="bulk_update", fields=fields
             )
-        return objs, fields  # type: ignore[return-value]
+        return objs, cast("list[Any]", fields)
 
 
 class VersionedManager(models.manager.BaseManager.from_queryset(VersionedQuerySet)):  # type: ignore[misc]

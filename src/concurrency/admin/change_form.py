@@ -56,7 +56,7 @@ class InlineFormSet(forms.BaseModelFormSet):
         instance = getattr(form, "instance", None)
         if instance is not None and not instance._state.adding and instance.pk is not None:
             # Validation writes the submitted values into the instance: keep the row as loaded.
-            form._concurrency_loaded = copy.copy(instance)  # type: ignore[attr-defined]
+            vars(form)["_concurrency_loaded"] = copy.copy(instance)
 
     def clean(self) -> None:
         super().clean()

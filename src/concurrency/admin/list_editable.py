@@ -133,7 +133,7 @@ class ChangelistFormSet(forms.BaseModelFormSet):
                 # because Django compares the posted values with the new ones:
                 # if the user changed none of its fields, it is not theirs to save.
                 if _sent(form) == []:
-                    form._concurrency_set_aside = True  # type: ignore[attr-defined]
+                    vars(form)["_concurrency_set_aside"] = True
                 else:
                     conflicts.append(form)
                 continue
@@ -146,11 +146,11 @@ class ChangelistFormSet(forms.BaseModelFormSet):
                     _("Someone else changed this row after the page was loaded. Nothing was saved."),
                 )
             else:
-                form._concurrency_set_aside = True  # type: ignore[attr-defined]
-        request._concurrency_list_conflicts = [  # type: ignore[attr-defined]
+                vars(form)["_concurrency_set_aside"] = True
+        vars(request)["_concurrency_list_conflicts"] = [
             (form.instance.pk, _attempted(form)) for form in conflicts
         ]
-        request._concurrency_list_policy = policy  # type: ignore[attr-defined]
+        vars(request)["_concurrency_list_policy"] = policy
 
 
 def _sent(form: forms.ModelForm) -> list[str] | None:
@@ -270,7 +270,7 @@ class ConcurrencyListEditableMixin(ModelAdminBase):
         if not saving:
             return super().changelist_view(request, extra_context)
         for _attempt in range(ATTEMPTS):
-            request._concurrency_list_conflicts = []  # type: ignore[attr-defined]
+            vars(request)["_concurrency_list_conflicts"] = []
             try:
                 response = super().changelist_view(request, extra_context)
             except RecordModifiedError:

@@ -128,7 +128,7 @@ class ConcurrentModelAdmin(  # the mixins narrow ModelAdmin's signatures
         """
         if object_id is not None and self._is_gone(request, object_id):
             return self.response_deleted(request, object_id, form_url, extra_context)
-        request._concurrency_refused = error  # type: ignore[attr-defined]
+        vars(request)["_concurrency_refused"] = error
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def _is_gone(self, request: HttpRequest, object_id: str) -> bool:

@@ -7,7 +7,7 @@ import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -40,6 +40,12 @@ _OWS_RE = re.compile(r"[ \t]*")
 _MAX_HEADER_LENGTH = 8192
 
 
+def _skip(pattern: re.Pattern[str], value: str, pos: int) -> int:
+    """Return where the run of ``pattern`` (which matches the empty string) starting at ``pos`` ends."""
+    match = pattern.match(value, pos)
+    return pos if match is None else match.end()
+
+
 def parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
     """Parse an If-Match / If-None-Match value: ``None`` for ``*``, else (weak, opaque) pairs.
 
@@ -54,7 +60,7 @@ def parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
     tags: list[tuple[bool, str]] = []
     pos, end = 0, len(value)
     while True:
-        pos = _SEPARATORS_RE.match(value, pos).end()  # type: ignore[union-attr]
+        pos = _skip(_SEPARATORS_RE, value, pos)
         if pos == end:
             break
         match = _TAG_RE.match(value, pos)
@@ -63,7 +69,7 @@ def parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
                 'The precondition header must be "*" or a list of quoted entity tags, such as "3-…".'
             )
         tags.append((bool(match[1]), match[2]))
-        pos = _OWS_RE.match(value, match.end()).end()  # type: ignore[union-attr]
+        pos = _skip(_OWS_RE, value, match.end())
         if pos < end and value[pos] != ",":
             raise InvalidPrecondition("Entity tags in the precondition header must be separated by commas.")
     if not tags:
@@ -331,14 +337,14 @@ def preconditions(
                 state = start(request, require_if_match, methods)
                 return await _arun(state, lambda: func(request, *args, **kwargs))
 
-            return async_view  # type: ignore[return-value]
+            return cast(V, async_view)
 
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             state = start(request, require_if_match, methods)
             return _run(state, lambda: func(request, *args, **kwargs))
 
-        return sync_view  # type: ignore[return-value]
+        return cast(V, sync_view)
 
     if view is not None:
         return decorate(view)

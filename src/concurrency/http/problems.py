@@ -7,7 +7,7 @@ it came through a plain view, the REST framework mixins or django-ninja.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.http import HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.utils.translation import gettext
@@ -142,7 +142,7 @@ def not_modified(response: HttpResponseBase) -> HttpResponseNotModified:
         render = getattr(response, "render", None)
         if callable(render) and not getattr(response, "is_rendered", True):
             render()
-        answer["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
+        answer["Content-Length"] = str(len(cast(HttpResponse, response).content))
     return answer
 
 

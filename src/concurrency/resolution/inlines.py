@@ -41,9 +41,7 @@ def _local(prefix: str, data: Any) -> Items:
     return [(key[cut:], value) for key in data if key.startswith(prefix + "-") for value in data.getlist(key)]
 
 
-def _posted_rows(
-    formset: forms.BaseFormSet, base: Sequence[str]
-) -> tuple[dict[str, Items | None], list[Items]]:
+def _posted_rows(formset: Any, base: Sequence[str]) -> tuple[dict[str, Items | None], list[Items]]:
     """Return the rows a bound inline formset posts: ``{pk: items, or None if deleted}`` and the added rows.
 
     Every row of ``base`` must be posted once, and no other existing row.
@@ -54,7 +52,7 @@ def _posted_rows(
     initial, total = formset.initial_form_count(), formset.total_form_count()
     if initial != len(base) or total < initial:
         raise Malformed("form counts")
-    model: Any = formset.model  # type: ignore[attr-defined]
+    model: Any = formset.model
     pk_name = model._meta.pk.name
     to_python = model._meta.pk.to_python
     deleting = bool(formset.can_delete)
@@ -91,9 +89,9 @@ def _posted_rows(
     return rows, added
 
 
-def _excluded(formset: forms.BaseFormSet) -> set[str]:
+def _excluded(formset: Any) -> set[str]:
     """Return the inline form's fields that are bookkeeping: the pk, the parent key, DELETE, ORDER."""
-    model: Any = formset.model  # type: ignore[attr-defined]
+    model: Any = formset.model
     names = {model._meta.pk.name, DELETION_FIELD_NAME, ORDERING_FIELD_NAME}
     fk = getattr(formset, "fk", None)
     if fk is not None:
@@ -102,7 +100,7 @@ def _excluded(formset: forms.BaseFormSet) -> set[str]:
 
 
 def inline_three_way(
-    formset: forms.BaseFormSet,
+    formset: Any,
     mine: forms.BaseFormSet,
     base: list[tuple[str, Items]],
     theirs: list[tuple[str, Items]],
@@ -215,10 +213,10 @@ def _replace(items: Items, keys: Iterable[str], values: Items) -> Items:
 
 def merged_rows(merge: InlineMerge) -> Items:
     """Return the inline formset's POST items for the merge: the current rows plus the user's changes."""
-    formset = merge.formset
+    formset: Any = merge.formset
     template = formset.empty_form
     cut = len(template.prefix or "") + 1
-    model: Any = formset.model  # type: ignore[attr-defined]
+    model: Any = formset.model
     pk_name = model._meta.pk.name
     fk = getattr(formset, "fk", None)
     initial: list[Items] = []
@@ -232,7 +230,7 @@ def merged_rows(merge: InlineMerge) -> Items:
         drop = {pk_name, DELETION_FIELD_NAME}
         new = [(k, v) for k, v in items if k not in drop] + [(pk_name, "")]
         if fk is not None:
-            parent = formset.instance  # type: ignore[attr-defined]
+            parent = formset.instance
             new = [(k, v) for k, v in new if k != fk.name] + [
                 (fk.name, as_text(getattr(parent, fk.remote_field.field_name)))
             ]

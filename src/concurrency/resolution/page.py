@@ -13,7 +13,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from .._bases import ModelAdminBase
-from ..core.options import options, options_of
+from ..core.options import options, options_of, version_of
 from ..exceptions import RecordModifiedError
 from .inlines import Malformed, inline_three_way, merged_rows
 from .merge import InlineMerge, Merge, Page, changed_by, three_way
@@ -29,6 +29,7 @@ from .snapshot import (
     SnapshotForm,
     State,
     as_query,
+    form_model,
     keys_of,
     merged_fields,
     read_snapshot_of,
@@ -41,12 +42,8 @@ from .snapshot import (
 # -- The admin adapter --------------------------------------------------------
 
 
-def _version(obj: Any) -> Any:
-    return getattr(obj, options(obj).field.attname)
-
-
 def _version_keys(form: forms.BaseForm) -> list[str]:
-    version = options(form._meta.model).field.name  # type: ignore[attr-defined]
+    version = options(form_model(form)).field.name
     return keys_of(form[version]) if version in form.fields else []
 
 
@@ -208,7 +205,7 @@ class ConflictResolutionMixin(ModelAdminBase):
             base = read_snapshot_of(model, obj.pk, request.POST[BASE_FIELD])
         except ValueError:
             return None  # the form's own version check reports it
-        if _version(obj) == base.version:
+        if version_of(obj) == base.version:
             return None
         try:
             merge, inlines, formsets = self._compare(request, obj, base, request.POST)
@@ -247,7 +244,7 @@ class ConflictResolutionMixin(ModelAdminBase):
             return self.render_resolution(request, obj, page, missing=True, version_items=version_items)
         merged = self._merged_post(post, page, form)
         request.POST = merged  # type: ignore[assignment]
-        if _version(obj) == theirs.version:
+        if version_of(obj) == theirs.version:
             return None  # saved by the admin, checked against the version the page showed
         try:
             merge, inlines, formsets = self._compare(request, obj, theirs, merged)
@@ -301,7 +298,7 @@ class ConflictResolutionMixin(ModelAdminBase):
         opts = obj._meta
         if page.theirs is None:
             page.theirs = snapshot(self.get_form(request, obj, change=True)(instance=obj), formsets)
-            page.version = _version(obj)
+            page.version = version_of(obj)
         state = sign_state(type(obj), obj.pk, State(page.version, page.started, page.mine))
         if version_items is None:
             version_items = page.merge.version_items

@@ -43,11 +43,21 @@ BUTTONS = ("_save", "_continue", "_addanother", "_saveasnew")
 # -- The snapshot of what the form showed -------------------------------------
 
 
+def _suffixes(widget: forms.MultiWidget) -> list[str]:
+    """Return the suffixes of a multi-widget's POST keys (set by ``MultiWidget.__init__``)."""
+    return list(vars(widget)["widgets_names"])
+
+
+def form_model(form: Any) -> Any:
+    """Return the model of a model form (``form._meta.model``)."""
+    return form._meta.model
+
+
 def keys_of(bound: forms.BoundField) -> list[str]:
     """Return the POST keys a field's widget reads."""
     widget = bound.field.widget
     if isinstance(widget, forms.MultiWidget):
-        return [bound.html_name + suffix for suffix in widget.widgets_names]  # type: ignore[attr-defined]
+        return [bound.html_name + suffix for suffix in _suffixes(widget)]
     return [bound.html_name]
 
 
@@ -60,7 +70,7 @@ def items_of(bound: forms.BoundField, value: Any) -> Items:
         return [(bound.html_name, v) for v in widget.format_value(value)]
     if isinstance(widget, forms.MultiWidget):
         parts: Any = value if isinstance(value, list | tuple) else widget.decompress(value)
-        names: list[str] = widget.widgets_names  # type: ignore[attr-defined]
+        names = _suffixes(widget)
         return [
             (bound.html_name + suffix, as_text(sub.format_value(part)))
             for suffix, sub, part in zip(names, widget.widgets, parts or [], strict=False)
@@ -76,7 +86,7 @@ def as_text(value: Any) -> str:
 
 def merged_fields(form: forms.BaseForm, exclude: Iterable[str] = ()) -> list[forms.BoundField]:
     """Return the fields a three-way merge covers: visible, editable, not files."""
-    version = options_of(form._meta.model)  # type: ignore[attr-defined]
+    version = options_of(form_model(form))
     version_name = version.field.name if version is not None else None
     skip = {BASE_FIELD, version_name, *exclude}
     return [
