@@ -12,7 +12,7 @@ keep: a row at another version than the instance holds, or missing, was
 changed or deleted, and is reported as a refused save is:
 ``RecordModifiedError`` or ``RecordDeletedError`` and the ``conflict_detected``
 signal. An instance whose save would be refused before it is sent (a version
-not loaded with the row) is refused the same way, by ``held_version``.
+not loaded with the row) is refused the same way, by ``version_to_check``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from django.db.models import Model
 from django.utils.translation import gettext
 
 from .core.options import is_checked, options, options_of
-from .core.tracking import held_version
+from .core.tracking import version_to_check
 from .exceptions import RecordDeletedError, RecordModifiedError
 from .signals import conflict_detected
 
@@ -65,7 +65,7 @@ def _verify_model(model: type[Model], using: str, instances: list[Model]) -> Non
     connection = connections[using]
     pk: Any = model._meta.pk
     # Refused before anything is sent, as a save of the instance would be.
-    held = [(obj, pk.to_python(obj.pk), *held_version(obj, field, using)) for obj in instances]
+    held = [(obj, pk.to_python(obj.pk), *version_to_check(obj, field, using)) for obj in instances]
     keys = list(dict.fromkeys(key for _obj, key, _version, _checked in held))
     # The keys went through to_python(), which is what preparing them does.
     prepared = [pk.get_db_prep_value(key, connection, prepared=True) for key in keys]

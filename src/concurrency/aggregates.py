@@ -49,7 +49,7 @@ from django.db.models.sql.query import Query
 from .core.options import options, options_of
 from .core.refusal import raise_conflict
 from .core.roots import record_root_write, root_write
-from .core.tracking import held_version
+from .core.tracking import version_to_check
 from .core.update import touch
 from .core.usable import keep_transaction_usable
 from .core.watch import watch_writes, writing
@@ -119,9 +119,8 @@ def check_aggregates(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     ]
 
 
-def register() -> None:
+def install() -> None:
     """Watch the writes of every child model that declares a root (from ``AppConfig.ready``)."""
-    checks.register(check_aggregates, checks.Tags.models)
     models_ = apps.get_models()
     for model in models_:
         declared = _declared(model)
@@ -328,7 +327,7 @@ def _move_held(holder: Any, using: str) -> None:
         )
         return
     # Moved already in this transaction: check the holder against it, write nothing.
-    held, checked = held_version(holder, field, using)
+    held, checked = version_to_check(holder, field, using)
     if checked and held != entry.new:
         raise_conflict(holder, held, using)
 

@@ -25,6 +25,6 @@ class ConcurrencyConfig(AppConfig):
         checks.register()
         from . import aggregates
 
-        aggregates.register()
+        aggregates.install()
         # Once per migrated app, on the database being migrated only.
         post_migrate.connect(create_after_migrate, dispatch_uid="concurrency.create_triggers")

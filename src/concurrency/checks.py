@@ -1,6 +1,9 @@
-"""System checks of the settings. Ids are stable; docs/ref/checks.rst lists them all.
+"""System checks: the one place that registers them. Ids are stable; docs/ref/checks.rst lists them.
 
-Model checks (concurrency.E001, E002) live on the fields, where Django runs them.
+Registered here: the settings (E004, E016, ...), the triggers (E101, E102), the
+admin inlines (A003) and the aggregate roots (E017, E018). Checks that Django
+runs through an object's own ``check()`` stay on that object: the version
+fields (E001, E002, W010, E103, E104) and ``ConcurrentModelAdmin`` (A001, A002).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from django.core import checks
 from django.db import connections
 from django.utils.module_loading import import_string
 
+from .aggregates import check_aggregates
 from .conf import PREFIX, REMOVED, conf
 
 __all__ = ["register"]
@@ -166,3 +170,4 @@ def register() -> None:
     checks.register(check_triggers, checks.Tags.models)
     checks.register(check_triggers_exist, checks.Tags.database)
     checks.register(check_admin_inlines, checks.Tags.admin)
+    checks.register(check_aggregates, checks.Tags.models)

@@ -252,13 +252,13 @@ class LiveNoticeMixin(ModelAdminBase):
 
     def get_urls(self) -> list[Any]:
         opts = self.model._meta
-        view = self.admin_site.admin_view(self.version_view)
+        view = self.admin_site.admin_view(self.live_version_view)
         urls = [path("<path:object_id>/version/", view, name=f"{opts.app_label}_{opts.model_name}_version")]
         return [*urls, *super().get_urls()]
 
     @method_decorator(never_cache)
     @method_decorator(require_safe)
-    def version_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def live_version_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Answer the conditional GET of the change form's script (see ``version_response``)."""
         from django.contrib.admin.utils import unquote
 

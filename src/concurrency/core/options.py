@@ -53,7 +53,7 @@ class VersionFieldHooks(Protocol):
 class ConcurrencyOptions:
     """Per-model settings, read from an optional inner ``ConcurrencyMeta``."""
 
-    #: The model is the aggregate root of another (set by ``aggregates.register``).
+    #: The model is the aggregate root of another (set by ``aggregates.install``).
     is_root = False
 
     def __init__(self, model: type[Model], field: VersionFieldHooks) -> None:

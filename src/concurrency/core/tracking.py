@@ -125,7 +125,7 @@ def forget_writes(instance: Model) -> None:
     instance.__dict__.pop(WRITES, None)
 
 
-def held_version(instance: Any, field: VersionFieldHooks, using: str) -> tuple[Any, bool]:
+def version_to_check(instance: Any, field: VersionFieldHooks, using: str) -> tuple[Any, bool]:
     """Return the version ``instance`` holds and whether its write is checked against it.
 
     Refuses what cannot be checked: a version that was not loaded with the

@@ -29,7 +29,7 @@ from django.db.models.sql.where import AND
 from ..compat import DJANGO_60
 from .options import VersionFieldHooks, is_checked, is_incremented, options
 from .refusal import raise_conflict
-from .tracking import held_version, set_written_version
+from .tracking import set_written_version, version_to_check
 from .watch import run_watched
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def touch(instance: Model, using: str) -> None:
     """
     field = options(instance).field
     attname = field.attname
-    old, checked = held_version(instance, field, using)
+    old, checked = version_to_check(instance, field, using)
     new = F(attname) + 1 if is_incremented(instance) else F(attname)
     base_qs = field.model._base_manager.using(using)
     rows = run_update(
@@ -266,7 +266,7 @@ def save_update(
         else:
             new_values.append(entry)
 
-    old, checked = held_version(instance, field, using)
+    old, checked = version_to_check(instance, field, using)
     bump = is_incremented(instance)
     new = field.update_version(instance, old, new_values, bump)
     from_db = field.version_from_db
@@ -333,7 +333,7 @@ def check_delete(
     if origin is not instance or not is_checked(instance):
         return
     field = options(instance).field
-    version, checked = held_version(instance, field, using)
+    version, checked = version_to_check(instance, field, using)
     if not checked:
         return
     base_qs = field.model._base_manager.using(using)

@@ -39,7 +39,7 @@ class _VersionAttribute(DeferredAttribute):
         except KeyError:
             value = super().__get__(instance, cls)
         # Deferred (only()/defer()) and loaded now: newer than the rest of the
-        # row, so a checked write of this instance is refused (tracking.held_version).
+        # row, so a checked write of this instance is refused (tracking.version_to_check).
         data[tracking.LATE] = True
         return value
 
