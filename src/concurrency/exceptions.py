@@ -9,7 +9,6 @@ from django.db import DatabaseError
 from django.utils.translation import gettext_lazy as _
 
 from .compat import ObjectNotUpdated
-from .core.options import options
 
 __all__ = [
     "BulkUpdateConflictError",
@@ -134,10 +133,10 @@ class VersionNotLoadedError(ValueError):
     user never saw, so the write is refused instead.
     """
 
-    def __init__(self, instance: Any) -> None:
+    def __init__(self, instance: Any, field_name: str = "version") -> None:
         self.target = instance
         opts = type(instance)._meta
-        name = options(type(instance)).field.name
+        name = field_name
         super().__init__(
             f"{opts.label} pk={instance.pk!r} was loaded without its version field {name!r} "
             f"(only()/defer()), so a write cannot be checked against the version that was read. "

@@ -153,7 +153,7 @@ def loaded_version(instance: Any, field: VersionFieldHooks) -> tuple[Any, bool]:
         return getattr(instance, field.attname), False
     data = instance.__dict__
     if field.attname not in data or LATE in data:
-        raise VersionNotLoadedError(instance)
+        raise VersionNotLoadedError(instance, field.name)
     settle(instance)
     old = data[field.attname]
     if old or conf.VERSION_FIELD_REQUIRED:

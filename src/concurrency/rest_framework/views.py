@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.utils.encoders import JSONEncoder
 
 from .._bases import APIViewBase
-from ..api import get_revision_of_object
+from ..core.options import version_of
 from ..core.versions import database_of
 from ..exceptions import RecordModifiedError
 from ..http import (
@@ -95,7 +95,7 @@ class VersionedViewMixin(APIViewBase):
                 context[VERSION_CONTEXT_KEY] = state.version
             elif state.star:
                 # "If-Match: *" accepts the row as this request loaded it.
-                context[VERSION_CONTEXT_KEY] = get_revision_of_object(state.instance)
+                context[VERSION_CONTEXT_KEY] = version_of(state.instance)
         return context
 
     def perform_update(self, serializer: Any) -> None:
@@ -152,7 +152,7 @@ class VersionedViewMixin(APIViewBase):
                 return super().handle_exception(denied)
         assert current is not None
         problem = error.problem()
-        problem["version"] = get_revision_of_object(current)
+        problem["version"] = version_of(current)
         problem["etag"] = make_etag(current)
         problem["current"] = self.get_serializer(current).data
         return problem_response(problem, encoder=JSONEncoder)

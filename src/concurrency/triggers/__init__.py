@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 
 from ..conf import conf
 from ..core.options import declared_options
-from .base import PREFIX, BaseTriggerFactory, TriggerVersionField, get_trigger_name
+from .base import PREFIX, BaseTriggerFactory, TriggeredField, get_trigger_name
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -85,13 +85,13 @@ def is_default_factory(connection: BaseDatabaseWrapper) -> bool:
 
 def trigger_fields(
     using: str | None = None, models: Iterable[Any] | None = None
-) -> list[TriggerVersionField]:
+) -> list[TriggeredField]:
     """Return the ``TriggerVersionField`` of every model that needs a trigger.
 
     Only concrete models with a single-column primary key, and with ``using``
     only those the routers let migrate on that database.
     """
-    found: list[TriggerVersionField] = []
+    found: list[TriggeredField] = []
     for model in global_apps.get_models() if models is None else models:
         meta = declared_options(model)
         if meta is None or model._meta.proxy or getattr(model._meta, "is_composite_pk", False):
@@ -117,9 +117,9 @@ def get_triggers(databases: Iterable[str] | str | None = None) -> dict[str, list
 
 def create_triggers(
     databases: Iterable[str] | str | None = None, *, replace: bool = False
-) -> dict[str, list[tuple[TriggerVersionField, bool]]]:
+) -> dict[str, list[tuple[TriggeredField, bool]]]:
     """Create the missing triggers; return ``(field, created)`` pairs per database."""
-    done: dict[str, list[tuple[TriggerVersionField, bool]]] = {}
+    done: dict[str, list[tuple[TriggeredField, bool]]] = {}
     for alias in _aliases(databases):
         fields = trigger_fields(alias)
         if not fields:
@@ -137,9 +137,9 @@ def create_triggers(
 
 def drop_triggers(
     databases: Iterable[str] | str | None = None,
-) -> dict[str, list[tuple[TriggerVersionField, bool]]]:
+) -> dict[str, list[tuple[TriggeredField, bool]]]:
     """Drop the triggers (and PostgreSQL's functions); return ``(field, existed)`` pairs per database."""
-    done: dict[str, list[tuple[TriggerVersionField, bool]]] = {}
+    done: dict[str, list[tuple[TriggeredField, bool]]] = {}
     for alias in _aliases(databases):
         fields = trigger_fields(alias)
         if not fields:

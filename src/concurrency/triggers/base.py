@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 __all__ = ["PREFIX", "BaseTriggerFactory", "get_trigger_name"]
 
 
-class TriggerVersionField(Protocol):
+class TriggeredField(Protocol):
     """What the trigger SQL needs of a ``concurrency.fields.TriggerVersionField``."""
 
     model: Any
@@ -28,7 +28,7 @@ MAX_NAME_LENGTH = 63
 _HASH_LENGTH = 8
 
 
-def get_trigger_name(field: TriggerVersionField) -> str:
+def get_trigger_name(field: TriggeredField) -> str:
     """Return the trigger's name: ``concurrency_`` + ``trigger_name`` or ``<table>_<column>``.
 
     Names longer than 63 bytes keep their beginning and end with a hash of the
@@ -67,7 +67,7 @@ class BaseTriggerFactory:
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
 
-    def params(self, field: TriggerVersionField) -> dict[str, str]:
+    def params(self, field: TriggeredField) -> dict[str, str]:
         """Return the quoted identifiers the templates are filled with."""
         qn = self.connection.ops.quote_name
         opts = field.model._meta
@@ -80,12 +80,12 @@ class BaseTriggerFactory:
             "pk": qn(str(opts.pk.column)),
         }
 
-    def create_sql(self, field: TriggerVersionField) -> list[str]:
+    def create_sql(self, field: TriggeredField) -> list[str]:
         """Return the statements that (re)create the trigger of ``field``."""
         params = self.params(field)
         return [sql.format(**params) for sql in (*self.sql_drop, *self.sql_create)]
 
-    def drop_sql(self, field: TriggerVersionField) -> list[str]:
+    def drop_sql(self, field: TriggeredField) -> list[str]:
         """Return the statements that remove the trigger of ``field``."""
         params = self.params(field)
         return [sql.format(**params) for sql in self.sql_drop]
@@ -97,18 +97,18 @@ class BaseTriggerFactory:
             names = [row[0] for row in cursor.fetchall()]
         return sorted(name for name in names if name.startswith(PREFIX))
 
-    def exists(self, field: TriggerVersionField) -> bool:
+    def exists(self, field: TriggeredField) -> bool:
         """Return whether the trigger of ``field`` is in the database."""
         return get_trigger_name(field) in self.names()
 
-    def create(self, field: TriggerVersionField, *, replace: bool = False) -> bool:
+    def create(self, field: TriggeredField, *, replace: bool = False) -> bool:
         """Create the trigger of ``field``; return False if it existed (and was left alone)."""
         if not replace and self.exists(field):
             return False
         self._run(self.create_sql(field))
         return True
 
-    def drop(self, field: TriggerVersionField) -> bool:
+    def drop(self, field: TriggeredField) -> bool:
         """Remove the trigger of ``field``; return whether it existed."""
         existed = self.exists(field)
         self._run(self.drop_sql(field))
