@@ -53,7 +53,6 @@ from .core.tracking import version_to_check
 from .core.update import touch
 from .core.usable import keep_transaction_usable
 from .core.watch import watch_writes, writing
-from .fields import AutoIncVersionField, ConditionalVersionField
 from .managers import VersionedQuerySet
 
 __all__ = ["AggregateManager", "AggregateQuerySet", "bump_roots", "root_field"]
@@ -334,13 +333,7 @@ def _move_held(holder: Any, using: str) -> None:
 
 def _bump_expression(model: Any) -> tuple[Any, bool]:
     """Return the SQL that moves a root's version, and whether it is the old version plus one."""
-    field = options(model).field
-    if isinstance(field, ConditionalVersionField):
-        return F(field.attname) + 1, True
-    expression = field.next_version_expression([])
-    if expression is None:
-        return F(field.attname) + 1, isinstance(field, AutoIncVersionField)
-    return expression, type(field) is AutoIncVersionField
+    return options(model).field.bump_expression()
 
 
 def bump_roots(

@@ -34,6 +34,9 @@ class VersionFieldHooks(Protocol):
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         """Return what a queryset ``update()`` writing ``values`` sets the version to, as SQL."""
 
+    def bump_expression(self) -> tuple[Any, bool]:
+        """Return the SQL that moves the version whatever changed, and whether it adds one."""
+
     def update_version(self, instance: Any, old: Any, values: list[tuple[Any, Any, Any]], bump: bool) -> Any:
         """Return the version a save of ``values`` over ``old`` writes."""
 

@@ -201,6 +201,16 @@ class VersionField(models.BigIntegerField):
         """
         return F(self.attname) + 1
 
+    def bump_expression(self) -> tuple[Any, bool]:
+        """Return the SQL that moves a row's version whatever changed, and whether it is the old one plus one.
+
+        An aggregate root's version moves this way when a child row is written
+        (``concurrency.aggregates``); only a known "plus one" lets the new
+        version be known without reading it back.
+        """
+        expression = self.next_version_expression([])
+        return (F(self.attname) + 1 if expression is None else expression), False
+
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = getattr(model_instance, self.attname)
         if add:
@@ -252,6 +262,13 @@ class IntegerVersionField(VersionField):
 
 class AutoIncVersionField(VersionField):
     """A version that starts at 1 and grows by one on every update."""
+
+    def bump_expression(self) -> tuple[Any, bool]:
+        expression = self.next_version_expression([])
+        if expression is None:
+            return F(self.attname) + 1, True
+        # A subclass's own expression may not add one.
+        return expression, type(self) is AutoIncVersionField
 
 
 def _is_history_copy(model: type) -> bool:

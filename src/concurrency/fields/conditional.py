@@ -279,6 +279,10 @@ class ConditionalVersionField(AutoIncVersionField):
             self._positions[model] = {f.attname: positions[f.attname] for f in concrete}
             return self._positions[model]
 
+    def bump_expression(self) -> tuple[Any, bool]:
+        # Moved for a child's write, not for a change of its own checked fields.
+        return F(self.attname) + 1, True
+
     def next_version_expression(self, values: list[tuple[Any, Any, Any]]) -> Any:
         checked = self.checked_fields(self.model)
         pairs = [(field, value) for field, _model, value in values if field.name in checked]

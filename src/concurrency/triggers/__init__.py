@@ -83,9 +83,7 @@ def is_default_factory(connection: BaseDatabaseWrapper) -> bool:
     return default is not None and custom == default
 
 
-def trigger_fields(
-    using: str | None = None, models: Iterable[Any] | None = None
-) -> list[TriggeredField]:
+def trigger_fields(using: str | None = None, models: Iterable[Any] | None = None) -> list[TriggeredField]:
     """Return the ``TriggerVersionField`` of every model that needs a trigger.
 
     Only concrete models with a single-column primary key, and with ``using``
