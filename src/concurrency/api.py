@@ -21,6 +21,7 @@ from .core.options import (
     pop,
     push,
 )
+from .core.versions import current_version
 from .exceptions import RecordModifiedError
 from .retry import retry_on_conflict
 
@@ -60,8 +61,7 @@ def get_revision_of_object(obj: models.Model) -> Any:
 def is_changed(obj: models.Model) -> bool:
     """Return whether the row has changed (or gone) since ``obj`` was loaded. One query."""
     field = _options(obj).field
-    manager = field.model._base_manager.using(obj._state.db or "default")
-    return not manager.filter(pk=obj.pk, **{field.attname: getattr(obj, field.attname)}).exists()
+    return current_version(obj) != [getattr(obj, field.attname)]
 
 
 def get_version(model_instance: models.Model, version: Any) -> models.Model:

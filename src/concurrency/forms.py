@@ -18,7 +18,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import models, router
+from django.db import models
 from django.forms.boundfield import BoundField
 from django.utils.translation import gettext_lazy as _
 
@@ -240,10 +240,8 @@ class ConcurrentForm(forms.ModelForm):
 
     def _current_version(self) -> list[Any]:
         """Return ``[version]`` of the row as the database holds it now, ``[]`` if it is gone."""
-        instance = self.instance
         # Where the save will go: not a replica the instance may have been read from.
-        using = router.db_for_write(type(instance), instance=instance)
-        return current_version(instance, using)
+        return current_version(self.instance)
 
     def save(self, commit: bool = True) -> Any:
         """Save with the version the user submitted, so the UPDATE is checked against it.

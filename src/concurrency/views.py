@@ -6,11 +6,12 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connections, models, router
+from django.db import connections, models
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
 from .core.options import options_of
+from .core.versions import database_of
 from .exceptions import RecordModifiedError
 
 __all__ = ["ConflictResponse", "callback", "conflict", "submitted_fields"]
@@ -42,7 +43,7 @@ def _current_row(target: Any) -> Any:
         return None
     model = type(target)
     # The database the refused write went to: a replica may not have the winner yet.
-    using = router.db_for_write(model, instance=target)
+    using = database_of(target)
     if connections[using].needs_rollback:
         return _UNKNOWN
     return model._base_manager.using(using).filter(pk=target.pk).first()

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, transaction
-from django.db.models import BooleanField, Case, Expression, F, Model, Value, When
-from django.db.models.functions import Cast, Greatest
+from django.db.models import BooleanField, Case, Expression, Model, Value, When
+from django.db.models.functions import Cast
 from django.db.models.lookups import Exact
 from django.db.models.sql.constants import ROW_COUNT
 from django.db.models.sql.subqueries import UpdateQuery
@@ -18,7 +18,7 @@ from .options import VersionFieldHooks, is_incremented, options
 from .refusal import announce
 from .tracking import loaded_version, set_written_version
 from .update import can_update_returning
-from .versions import current_versions, storable
+from .versions import current_versions, past_stored, storable
 from .watch import run_watched
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def bulk_save_update(
         new = field.update_version(obj, old, [(f, None, getattr(obj, f.attname)) for f in fields], bump)
         if bump and not checked and not field.version_from_db:
             # As in save_update(): move past whatever the row holds.
-            new = Greatest(F(attname) + 1, Value(new))
+            new = past_stored(field, new)
         if field.version_from_db or (bump and not checked):
             reread.append(obj)
         plan.append((obj, old, new, checked))

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
 from django.db.models import BooleanField, Expression, F, Func, Model, Value
-from django.db.models.functions import Greatest
 from django.db.models.sql.constants import ROW_COUNT
 from django.db.models.sql.subqueries import UpdateQuery
 from django.db.models.sql.where import AND
@@ -30,6 +29,7 @@ from ..compat import DJANGO_60
 from .options import VersionFieldHooks, is_checked, is_incremented, options
 from .refusal import raise_conflict
 from .tracking import set_written_version, version_to_check
+from .versions import past_stored
 from .watch import run_watched
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def save_update(
     if bump and not checked and not from_db:
         # Unchecked: the row may be ahead of this instance, and the version
         # must still move past whatever it holds; the stored value is read back.
-        new = Greatest(F(attname) + 1, Value(new))
+        new = past_stored(field, new)
         from_db = True
     # Unchecked and not incremented: keep the row's version, which this
     # (possibly stale) instance's would move back.

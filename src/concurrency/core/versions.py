@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import router
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from .options import version_field
 
@@ -29,6 +31,14 @@ def storable(version: Any) -> bool:
         return int(version) in VERSION_RANGE
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def past_stored(field: Any, new: Any) -> Any:
+    """Return SQL for a version past both ``new`` and whatever the row holds (an unchecked write).
+
+    The row may be ahead of the instance written, and its version must still move.
+    """
+    return Greatest(F(field.attname) + 1, Value(new))
 
 
 def database_of(instance: Any) -> str:

@@ -11,6 +11,7 @@ from rest_framework.exceptions import APIException
 
 from .._bases import SerializerBase
 from ..core.options import options
+from ..core.versions import MAX_VERSION, MIN_VERSION
 from ..exceptions import RecordDeletedError, RecordModifiedError
 from ..http.problems import deleted_error, stale_detail
 
@@ -50,8 +51,9 @@ class VersionField(serializers.IntegerField):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
-        kwargs.setdefault("min_value", -(2**63))
-        kwargs.setdefault("max_value", 2**63 - 1)
+        # The column's range; a version whose successor it cannot hold is refused by the save (409).
+        kwargs.setdefault("min_value", MIN_VERSION)
+        kwargs.setdefault("max_value", MAX_VERSION + 1)
         kwargs.setdefault(
             "help_text", _("The version you read; an update is refused if the record moved on.")
         )
