@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
-from django.db import connection
 from django.db.models.signals import pre_save
 from django.test import Client
 from django.urls import reverse
@@ -16,6 +14,7 @@ from django.urls import reverse
 from concurrency.compat import DJANGO_61
 from tests.demo.models import Article, Category, Item
 from tests.support.form_reader import form_data
+from tests.support.races import as_other_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.support.plain_admin")]
 
@@ -169,17 +168,12 @@ class OtherConnectionDeletesFirst:
         self.target, self.fired = target, False
 
     def _delete(self) -> None:
-        try:
-            Article.objects.filter(pk=self.target.pk).delete()
-        finally:
-            connection.close()
+        Article.objects.filter(pk=self.target.pk).delete()
 
     def __call__(self, sender: Any, instance: Article, **kwargs: Any) -> None:
         if not self.fired and instance.pk == self.target.pk:
             self.fired = True
-            writer = threading.Thread(target=self._delete)
-            writer.start()
-            writer.join(30)
+            as_other_user(self._delete)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,19 +7,18 @@ covered there by tests/admin/test_admin.py.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
-from django.db import connection
 from django.db.models import F
 from django.db.models.signals import pre_save
 from django.urls import reverse
 
 from tests.demo.models import Article
 from tests.support.form_reader import form_data
+from tests.support.races import as_other_user
 
 pytestmark = [
     pytest.mark.race,
@@ -36,17 +35,12 @@ class OtherConnectionWritesFirst:
         self.target, self.values, self.fired = target, values, False
 
     def _write(self) -> None:
-        try:
-            Article.objects.filter(pk=self.target.pk).update(version=F("version") + 1, **self.values)
-        finally:
-            connection.close()
+        Article.objects.filter(pk=self.target.pk).update(version=F("version") + 1, **self.values)
 
     def __call__(self, sender: Any, instance: Article, **kwargs: Any) -> None:
         if not self.fired and instance.pk == self.target.pk:
             self.fired = True
-            writer = threading.Thread(target=self._write)
-            writer.start()
-            writer.join(30)
+            as_other_user(self._write)
 
     def __enter__(self) -> OtherConnectionWritesFirst:
         pre_save.connect(self, sender=Article, weak=False)
@@ -113,14 +107,9 @@ def test_inline_row_changed_after_validation_is_marked_and_named_as_stored(admin
         fired.append(True)
 
         def write() -> None:
-            try:
-                Item.objects.filter(pk=item.pk).update(name="Alice's hammer", version=F("version") + 1)
-            finally:
-                connection.close()
+            Item.objects.filter(pk=item.pk).update(name="Alice's hammer", version=F("version") + 1)
 
-        writer = threading.Thread(target=write)
-        writer.start()
-        writer.join(30)
+        as_other_user(write)
 
     pre_save.connect(other_person_first, sender=Item, weak=False)
     try:

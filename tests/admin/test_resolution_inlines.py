@@ -7,13 +7,11 @@ field by field, and saves the rows as they are now plus the user's own changes.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection
 from django.db.models.signals import pre_save
 from django.test import Client
 from django.urls import reverse
@@ -22,6 +20,7 @@ from concurrency.resolution import BASE_FIELD, CHOICE_PREFIX, STATE_FIELD
 from tests.admin.test_resolution_admin import RESOLVE_FORM, _visible
 from tests.demo.models import Category, Item, Order, OrderLine
 from tests.support.form_reader import form_data
+from tests.support.races import as_other_user
 
 pytestmark = pytest.mark.django_db
 
@@ -466,19 +465,14 @@ class _LineWrittenFirst:
         self.order, self.product, self.quantity, self.fired = order, product, quantity, False
 
     def _write(self) -> None:
-        try:
-            line = OrderLine.objects.get(order=self.order, product=self.product)
-            line.quantity = self.quantity
-            line.save()
-        finally:
-            connection.close()
+        line = OrderLine.objects.get(order=self.order, product=self.product)
+        line.quantity = self.quantity
+        line.save()
 
     def __call__(self, sender: Any, instance: Order, **kwargs: Any) -> None:
         if not self.fired and instance.pk == self.order.pk:
             self.fired = True
-            writer = threading.Thread(target=self._write)
-            writer.start()
-            writer.join(30)
+            as_other_user(self._write)
 
     def __enter__(self) -> _LineWrittenFirst:
         pre_save.connect(self, sender=Order, weak=False)

@@ -7,8 +7,8 @@ in docs/guide/aggregates.rst lists them.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ from tests.demo.models import (
     Task,
     Worker,
 )
+from tests.support.races import as_other_user, run_together
 
 WAIT = 30
 
@@ -43,23 +44,12 @@ def version(obj: models.Model) -> int:
 
 def elsewhere(work: Callable[[], Any]) -> None:
     """Run ``work`` on another connection (another user), committed when it returns."""
-    errors: list[BaseException] = []
 
     def run() -> None:
-        try:
-            with transaction.atomic():
-                work()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            work()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    if errors:
-        raise errors[0]
+    as_other_user(run, wait=WAIT)
 
 
 class PathTests(TransactionTestCase):
@@ -370,30 +360,20 @@ class OneTransactionTests(TransactionTestCase):
 
 
 class AsyncAndThreadsTests(TransactionTestCase):
+    @pytest.mark.race
     def test_two_threads_adding_lines_from_the_same_held_order(self) -> None:
         order = Order.objects.create(customer="A")
         held = [Order.objects.get(pk=order.pk) for _ in range(2)]
-        barrier = threading.Barrier(2, timeout=WAIT)
-        outcome: list[Any] = []
 
-        def add(mine: Order) -> None:
+        def add(mine: Order) -> str:
             try:
-                barrier.wait()
                 with transaction.atomic():
                     OrderLine.objects.create(order=mine, product="x")
-                outcome.append("saved")
+                return "saved"
             except RecordModifiedError:
-                outcome.append("refused")
-            except BaseException as exc:
-                outcome.append(exc)
-            finally:
-                connection.close()
+                return "refused"
 
-        threads = [threading.Thread(target=add, args=(mine,)) for mine in held]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT)
+        outcome = run_together(*(partial(add, mine) for mine in held), wait=WAIT)
         if connection.vendor == "sqlite":
             # One writer at a time: the loser may also meet "database is locked".
             assert outcome.count("saved") == 1

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from concurrency.api import disable_concurrency
 from concurrency.exceptions import RecordModifiedError
 from tests.demo.models import Counter, PlainCounter
+from tests.support.races import raised, run_together
+
+pytestmark = pytest.mark.race
 
 THREADS = 4
 INCREMENTS = 15
@@ -21,41 +22,29 @@ def _hammer(model: type, *, retry: bool, disabled: bool = False) -> tuple[int, i
     Returns (final value, conflicts seen).
     """
     obj = model.objects.create(name="hot")
-    barrier = threading.Barrier(THREADS)
-    conflicts = []
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            barrier.wait()
-            done = 0
-            seen = 0
-            while done < INCREMENTS:
-                row = model.objects.get(pk=obj.pk)
-                row.value += 1
-                try:
-                    with transaction.atomic():
-                        if disabled:
-                            with disable_concurrency():
-                                row.save()
-                        else:
+    def work() -> int:
+        done = 0
+        seen = 0
+        while done < INCREMENTS:
+            row = model.objects.get(pk=obj.pk)
+            row.value += 1
+            try:
+                with transaction.atomic():
+                    if disabled:
+                        with disable_concurrency():
                             row.save()
+                    else:
+                        row.save()
+                done += 1
+            except RecordModifiedError:
+                seen += 1
+                if not retry:
                     done += 1
-                except RecordModifiedError:
-                    seen += 1
-                    if not retry:
-                        done += 1
-            conflicts.append(seen)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        return seen
 
-    threads = [threading.Thread(target=work) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    conflicts = run_together(*[work] * THREADS)
+    errors = raised(conflicts)
     assert not errors, errors
     return model.objects.get(pk=obj.pk).value, sum(conflicts)
 

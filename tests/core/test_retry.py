@@ -19,6 +19,7 @@ from concurrency.exceptions import BulkUpdateConflictError, RecordDeletedError, 
 from concurrency.signals import conflict_detected
 from tests.demo.models import Category, Counter, Stock
 from tests.support import workers
+from tests.support.races import raised, run_together
 
 
 def _interfere(stock: Stock) -> None:
@@ -259,32 +260,20 @@ def _race(threads: int, increments: int, **options: Any) -> int:
         counter.value += 1
         counter.save()
 
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads)
-
     def worker() -> None:
-        try:
-            barrier.wait()
-            for _ in range(increments):
-                increment()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(increments):
+            increment()
 
     conflict_detected.connect(count, sender=Counter, weak=False)
     try:
-        workers = [threading.Thread(target=worker) for _ in range(threads)]
-        for thread in workers:
-            thread.start()
-        for thread in workers:
-            thread.join()
+        errors = raised(run_together(*[worker] * threads))
     finally:
         conflict_detected.disconnect(count, sender=Counter)
     assert errors == []
     return len(conflicts)
 
 
+@pytest.mark.race
 class RaceTests(TransactionTestCase):
     """Real threads, each with its own connection: retried increments lose nothing."""
 
@@ -301,14 +290,13 @@ class RaceTests(TransactionTestCase):
             assert conflicts > 0
 
 
+@pytest.mark.race
 class BulkRaceTests(TransactionTestCase):
     """Threads bulk-updating the same rows: every batch is all or nothing, nothing is lost."""
 
     def test_race_bulk_updates_lose_no_increment(self) -> None:
         Stock.objects.bulk_create([Stock(name=f"s{i}") for i in range(20)])
         threads, rounds = 3, 8
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(threads)
 
         @retry_on_conflict(attempts=200, delay=0.001, max_delay=0.02)
         def restock() -> None:
@@ -318,14 +306,8 @@ class BulkRaceTests(TransactionTestCase):
             Stock.objects.bulk_update(items, ["quantity"], batch_size=7)
 
         def worker() -> None:
-            try:
-                barrier.wait()
-                for _ in range(rounds):
-                    restock()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
+            for _ in range(rounds):
+                restock()
 
         conflicts = []
 
@@ -334,11 +316,7 @@ class BulkRaceTests(TransactionTestCase):
 
         conflict_detected.connect(count, sender=Stock, weak=False)
         try:
-            workers = [threading.Thread(target=worker) for _ in range(threads)]
-            for thread in workers:
-                thread.start()
-            for thread in workers:
-                thread.join()
+            errors = raised(run_together(*[worker] * threads))
         finally:
             conflict_detected.disconnect(count, sender=Stock)
         assert errors == []
@@ -356,20 +334,8 @@ CHILD_WAIT = 180.0
 
 def _in_other_connection(work: Any) -> Any:
     """Run ``work()`` in a thread with a connection of its own; return its result or error."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(work())
-        except BaseException as exc:
-            outcome.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    return outcome[0]
+    [outcome] = run_together(work)
+    return outcome
 
 
 def _write_behind(pk: int) -> None:
@@ -551,6 +517,7 @@ class LockOnRetryTests(TransactionTestCase):
         assert Counter.objects.values_list("value", "version").get() == (11, 3)
 
 
+@pytest.mark.race
 class LockOnRetryRaceTests(TransactionTestCase):
     """Real processes, each with its own connection, on one hot row."""
 

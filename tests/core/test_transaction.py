@@ -14,6 +14,7 @@ from concurrency.exceptions import RecordModifiedError, WriteConflictError
 from concurrency.retry import retry_on_conflict
 from concurrency.transaction import atomic, is_write_conflict
 from tests.demo.models import Counter
+from tests.support.races import run_together
 
 WAIT = 60
 
@@ -51,6 +52,7 @@ class PassThroughTests(TestCase):
 
 
 @needs_server
+@pytest.mark.race
 class DeadlockTests(TransactionTestCase):
     """Two transactions update two rows in opposite order: the database rolls one back."""
 
@@ -59,9 +61,8 @@ class DeadlockTests(TransactionTestCase):
 
     def crossed(self, wrap: Any) -> list[Any]:
         barrier = threading.Barrier(2)
-        results: list[Any] = [None, None]
 
-        def work(n: int) -> None:
+        def work(n: int) -> Any:
             first, second = self.rows if n == 0 else self.rows[::-1]
             calls = []
 
@@ -77,20 +78,9 @@ class DeadlockTests(TransactionTestCase):
                 other.value += 1
                 other.save()
 
-            try:
-                results[n] = wrap(body)
-            except BaseException as exc:
-                results[n] = exc
-            finally:
-                connections.close_all()
+            return wrap(body)
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT * 2)
-            assert not thread.is_alive()
-        return results
+        return run_together(lambda: work(0), lambda: work(1), wait=WAIT)
 
     def test_djangos_atomic_gives_the_drivers_error(self) -> None:
         def in_django_atomic(body: Any) -> None:
@@ -180,19 +170,14 @@ class SerializationFailureTests(TransactionTestCase):
         counter = Counter.objects.create(name="a")
 
         def other_user_writes() -> None:
-            try:
-                Counter.objects.filter(pk=counter.pk).update(value=5)
-            finally:
-                connections.close_all()
+            Counter.objects.filter(pk=counter.pk).update(value=5)
 
         @atomic
         def increment() -> None:
             with connections["default"].cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             row = Counter.objects.get(pk=counter.pk)  # the snapshot is taken here
-            thread = threading.Thread(target=other_user_writes)
-            thread.start()
-            thread.join(WAIT)
+            run_together(other_user_writes, wait=WAIT)
             row.value += 1
             row.save()
 
@@ -203,6 +188,7 @@ class SerializationFailureTests(TransactionTestCase):
         assert not connections["default"].in_atomic_block
 
 
+@pytest.mark.race
 class DecoratorStateTests(TransactionTestCase):
     """One decorated function, entered by two threads and by itself: no call leaves state behind."""
 
@@ -222,32 +208,21 @@ class DecoratorStateTests(TransactionTestCase):
             second_entered.set()
             return execute(sql, params, many, context)
 
-        outcomes: dict[str, Any] = {}
-
-        def run(name: str) -> None:
+        def run(name: str) -> str:
             connection = connections["default"]
-            try:
-                if name == "first":
-                    create(name, True)
-                else:
-                    assert first_inside.wait(WAIT)
-                    with connection.execute_wrapper(signal_first_statement):
-                        create(name, False)
-                # Out of the block: the next write commits on its own.
-                assert not connection.in_atomic_block
-                Counter.objects.create(name=f"{name} after")
-                outcomes[name] = "ok"
-            except BaseException as exc:
-                outcomes[name] = exc
-            finally:
-                connections.close_all()
+            if name == "first":
+                create(name, True)
+            else:
+                assert first_inside.wait(WAIT)
+                with connection.execute_wrapper(signal_first_statement):
+                    create(name, False)
+            # Out of the block: the next write commits on its own.
+            assert not connection.in_atomic_block
+            Counter.objects.create(name=f"{name} after")
+            return "ok"
 
-        threads = [threading.Thread(target=run, args=(name,)) for name in ("first", "second")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT * 2)
-            assert not thread.is_alive()
+        first, second = run_together(lambda: run("first"), lambda: run("second"), wait=WAIT)
+        outcomes = {"first": first, "second": second}
         assert outcomes == {"first": "ok", "second": "ok"}
         assert sorted(Counter.objects.values_list("name", flat=True)) == [
             "first",

@@ -17,6 +17,7 @@ from concurrency.api import disable_concurrency, retry_on_conflict, verify_uncha
 from concurrency.exceptions import RecordDeletedError, RecordModifiedError, VersionNotLoadedError
 from concurrency.signals import conflict_detected
 from tests.demo.models import Article, Doctor, ExplicitPk, PlainCounter, TriggerRow, UUIDPk
+from tests.support.races import run_together
 
 WAIT = 30  # seconds: generous, so a loaded machine does not fail the race tests
 
@@ -360,6 +361,7 @@ def _skew_is_possible() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.race
 class WriteSkewTests(TransactionTestCase):
     """Two doctors go off call at the same moment, each in its own connection."""
 
@@ -371,9 +373,8 @@ class WriteSkewTests(TransactionTestCase):
     def _race(self, *, guard: bool) -> list[Any]:
         """Run both requests; both read before either writes. Return each outcome."""
         barrier = threading.Barrier(2, timeout=WAIT)
-        outcomes: list[Any] = [None, None]
 
-        def run(index: int, pk: int) -> None:
+        def run(pk: int) -> Any:
             attempts = [0]
 
             def after_read() -> None:
@@ -382,24 +383,10 @@ class WriteSkewTests(TransactionTestCase):
                     barrier.wait()
 
             request = retry_on_conflict(attempts=3, delay=0.01)(go_off_call)
-            try:
-                request(pk, guard=guard, after_read=after_read)
-                outcomes[index] = "off call"
-            except BaseException as exc:
-                outcomes[index] = exc
-            finally:
-                connection.close()
+            request(pk, guard=guard, after_read=after_read)
+            return "off call"
 
-        threads = [
-            threading.Thread(target=run, args=(0, self.alice.pk)),
-            threading.Thread(target=run, args=(1, self.bob.pk)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(WAIT * 2)
-        assert not any(thread.is_alive() for thread in threads)
-        return outcomes
+        return run_together(lambda: run(self.alice.pk), lambda: run(self.bob.pk), wait=WAIT)
 
     def test_without_verification_both_leave_and_nobody_is_on_call(self) -> None:
         """The control experiment: the race below can fail."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django import forms
-from django.db import connection, connections, models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.test import TestCase, TransactionTestCase
@@ -29,6 +29,7 @@ from tests.demo.models import (
     PlainConditionalArticle,
     Tag,
 )
+from tests.support.races import run_together
 
 
 def _stored(obj: models.Model) -> int:
@@ -442,6 +443,7 @@ class ManyToManyTests(TestCase):
         assert list(bob.friends.all()) == [ann]
 
 
+@pytest.mark.race
 class ConditionalRaceTests(TransactionTestCase):
     def test_two_threads_changing_the_same_row_one_wins(self) -> None:
         article = ConditionalArticle.objects.create(title="t")
@@ -458,14 +460,8 @@ class ConditionalRaceTests(TransactionTestCase):
                 outcomes.append("saved")
             except RecordModifiedError:
                 outcomes.append("refused")
-            finally:
-                connections.close_all()
 
-        threads = [threading.Thread(target=edit, args=(name,)) for name in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(lambda: edit("a"), lambda: edit("b"))
         assert sorted(outcomes) == ["refused", "saved"]
         assert _stored(article) == 2
 

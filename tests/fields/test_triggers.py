@@ -32,6 +32,7 @@ from concurrency.triggers.mysql import TriggerFactory as MySQLFactory
 from concurrency.triggers.postgresql import TriggerFactory as PostgreSQLFactory
 from concurrency.triggers.sqlite import TriggerFactory as SQLiteFactory
 from tests.demo.models import NamedTriggerRow, TriggerRow
+from tests.support.races import run_together
 
 ROW_TRIGGER = "concurrency_demo_triggerrow_version"
 NAMED_TRIGGER = "concurrency_named_row_version"
@@ -238,6 +239,7 @@ class TriggerSaveTests(TestCase):
         assert row.version == 2 == _db_version(row.pk)
 
 
+@pytest.mark.race
 class TriggerRaceTests(TransactionTestCase):
     def test_outside_writer_and_two_savers_on_their_own_connections(self) -> None:
         row = TriggerRow.objects.create(name="a")
@@ -254,22 +256,12 @@ class TriggerRaceTests(TransactionTestCase):
                 outcomes.append("saved")
             except RecordModifiedError:
                 outcomes.append("refused")
-            finally:
-                connections.close_all()
 
         def outside() -> None:
-            try:
-                barrier.wait()
-                TriggerRow.objects.filter(pk=row.pk).update(count=F("count") + 1)
-            finally:
-                connections.close_all()
+            barrier.wait()
+            TriggerRow.objects.filter(pk=row.pk).update(count=F("count") + 1)
 
-        threads = [threading.Thread(target=save, args=(n,)) for n in ("x", "y")]
-        threads.append(threading.Thread(target=outside))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(lambda: save("x"), lambda: save("y"), outside)
         # Three writes raced for version 1; the outside one always lands and
         # at most one save can have seen version 1 still in the row.
         fresh = TriggerRow.objects.get(pk=row.pk)

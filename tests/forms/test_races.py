@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 
-from django.db import connection, transaction
+import pytest
+from django.db import transaction
 from django.test import TransactionTestCase
 
 from concurrency.exceptions import RecordModifiedError
 from tests.demo.models import Article
 from tests.forms.test_forms import ArticleForm, posted
+from tests.support.races import raised, run_together
+
+pytestmark = pytest.mark.race
 
 
 class SimultaneousSubmitTests(TransactionTestCase):
@@ -18,32 +22,21 @@ class SimultaneousSubmitTests(TransactionTestCase):
         opened = posted(ArticleForm(instance=article))
         validated = threading.Barrier(2)
         outcomes: dict[str, str] = {}
-        errors: list[BaseException] = []
 
         def submit(title: str) -> None:
+            form = ArticleForm({**opened, "title": title}, instance=Article.objects.get(pk=article.pk))
+            valid = form.is_valid()
+            # Both users pass the early check before either saves.
+            validated.wait(timeout=10)
+            assert valid, form.errors
             try:
-                form = ArticleForm({**opened, "title": title}, instance=Article.objects.get(pk=article.pk))
-                valid = form.is_valid()
-                # Both users pass the early check before either saves.
-                validated.wait(timeout=10)
-                assert valid, form.errors
-                try:
-                    with transaction.atomic():
-                        form.save()
-                    outcomes[title] = "saved"
-                except RecordModifiedError:
-                    outcomes[title] = "refused"
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-            finally:
-                connection.close()
+                with transaction.atomic():
+                    form.save()
+                outcomes[title] = "saved"
+            except RecordModifiedError:
+                outcomes[title] = "refused"
 
-        threads = [threading.Thread(target=submit, args=(title,)) for title in ("alice", "bob")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
+        errors = raised(run_together(lambda: submit("alice"), lambda: submit("bob")))
         assert not errors, errors
         assert sorted(outcomes.values()) == ["refused", "saved"]
         [winner] = [title for title, outcome in outcomes.items() if outcome == "saved"]

@@ -109,6 +109,7 @@ def both_past_the_check() -> Iterator[list[str]]:
         pre_save.disconnect(receiver, sender=Article)
 
 
+@pytest.mark.race
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_two_clients_race_exactly_one_put_wins(
     live_server: Any, article: Article, endpoint: str, both_past_the_check: list[str]

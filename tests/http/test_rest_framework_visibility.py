@@ -10,11 +10,9 @@ or what a GET would get (403).
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.db.models import F
 from django.urls import include, path
 from rest_framework import permissions, serializers, viewsets
@@ -24,6 +22,7 @@ from rest_framework.test import APIClient
 from concurrency.http import make_etag
 from concurrency.rest_framework import VersionedSerializerMixin, VersionedViewMixin
 from tests.demo.models import Article
+from tests.support.races import as_other_user
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -37,23 +36,14 @@ SECRET = "secret body nobody may read here"
 
 def other_writer(pk: Any) -> None:
     """Commit ``CHANGE`` to the row from another connection, and wait for it."""
-    errors: list[BaseException] = []
 
     def write() -> None:
-        try:
-            if CHANGE.get("delete"):
-                Article.objects.filter(pk=pk).delete()
-            else:
-                Article.objects.filter(pk=pk).update(version=F("version") + 1, **CHANGE)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        if CHANGE.get("delete"):
+            Article.objects.filter(pk=pk).delete()
+        else:
+            Article.objects.filter(pk=pk).update(version=F("version") + 1, **CHANGE)
 
-    thread = threading.Thread(target=write)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive() and not errors, errors
+    as_other_user(write)
 
 
 class NotInReview(permissions.BasePermission):

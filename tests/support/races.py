@@ -45,7 +45,37 @@ def run_together(*users: Callable[[], Any], wait: float = WAIT, join: float | No
     return outcomes
 
 
-def errors(outcomes: list[Any]) -> list[BaseException]:
+class Background(threading.Thread):
+    """Another user in a thread of their own while the test goes on; keeps what it returned or raised."""
+
+    def __init__(self, target: Callable[[], Any], wait: float = WAIT) -> None:
+        super().__init__(daemon=True)
+        self._work = target
+        self._wait = wait
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._work()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def finish(self) -> Any:
+        """Start, wait, and return what the target returned or raised."""
+        self.start()
+        return self.outcome()
+
+    def outcome(self) -> Any:
+        """Wait for the thread; return what the target returned or raised."""
+        self.join(self._wait)
+        assert not self.is_alive(), "worker thread hung"
+        return self.error or self.result
+
+
+def raised(outcomes: list[Any]) -> list[BaseException]:
     """The exceptions among the outcomes of ``run_together``."""
     return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
 

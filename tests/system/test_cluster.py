@@ -25,6 +25,7 @@ from concurrency.retry import retry_on_conflict
 from concurrency.signals import conflict_detected
 from concurrency.transaction import atomic
 from tests.demo.models import Article, Counter, PlainCounter, Stock
+from tests.support.races import run_together
 
 galera = pytest.mark.skipif(
     settings.DB != "galera", reason="needs the Galera cluster (CONCURRENCY_DB=galera)"
@@ -39,31 +40,11 @@ pgbouncer = pytest.mark.skipif(
 WAIT = 60  # seconds: bound for every barrier and join, generous under load
 
 
-def run_threads(*targets: Callable[[], Any]) -> list[Any]:
-    """Run each target in a thread of its own (own connections); return results or exceptions."""
-    results: list[Any] = [None] * len(targets)
-
-    def call(n: int) -> None:
-        try:
-            results[n] = targets[n]()
-        except BaseException as exc:
-            results[n] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(len(targets))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT * 3)
-        assert not thread.is_alive(), "a worker thread hung"
-    return results
-
-
 # --- MariaDB Galera: two writers on two nodes --------------------------------------
 
 
 @galera
+@pytest.mark.race
 class GaleraTests(TransactionTestCase):
     databases = {"default", "node2", "node3"}
 
@@ -91,7 +72,7 @@ class GaleraTests(TransactionTestCase):
 
     def test_two_writers_through_two_nodes_exactly_one_wins(self) -> None:
         barrier = threading.Barrier(2)
-        first, second = run_threads(
+        first, second = run_together(
             lambda: self.write_through("default", "node1", barrier),
             lambda: self.write_through("node2", "node2", barrier),
         )
@@ -164,7 +145,7 @@ class GaleraTests(TransactionTestCase):
 
         conflict_detected.connect(remember, weak=False)
         try:
-            results = run_threads(on_node1, on_node2)
+            results = run_together(on_node1, on_node2)
         finally:
             conflict_detected.disconnect(remember)
         assert results == [None, None], results
@@ -193,7 +174,7 @@ class GaleraTests(TransactionTestCase):
 
             return run
 
-        results = run_threads(*(work(alias) for alias in aliases))
+        results = run_together(*(work(alias) for alias in aliases))
         assert results == [increments] * len(aliases)
         row = Counter.objects.get(pk=counter.pk)
         assert row.value == increments * len(aliases)
@@ -444,7 +425,7 @@ class PgBouncerTests(TransactionTestCase):
                 increment()
             return increments
 
-        assert run_threads(*([run] * threads)) == [increments] * threads
+        assert run_together(*([run] * threads)) == [increments] * threads
         row = Counter.objects.get(pk=counter.pk)
         assert (row.value, row.version) == (threads * increments, threads * increments + 1)
 
@@ -507,7 +488,7 @@ def _ledger_run(
 
         return run
 
-    results = run_threads(*(work(n, alias) for n, alias in enumerate(aliases)))
+    results = run_together(*(work(n, alias) for n, alias in enumerate(aliases)))
     assert all(isinstance(r, int) for r in results), results
     assert disrupted.is_set()
     # This thread's connections (to every alias) may have been cut too.

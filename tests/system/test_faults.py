@@ -23,6 +23,7 @@ from concurrency.api import get_revision_of_object
 from concurrency.exceptions import RecordModifiedError
 from tests.demo.models import Counter
 from tests.support import workers
+from tests.support.races import Background
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,41 +74,13 @@ def _terminate(session: int) -> None:
             cursor.execute(f"KILL {int(session)}")
 
 
-class Thread(threading.Thread):
-    """A thread with its own connection that keeps what its target returned or raised."""
-
-    def __init__(self, target: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._work = target
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._work()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            connection.close()
-
-    def finish(self) -> Any:
-        """Start, wait, and return what the target returned or raised."""
-        self.start()
-        return self.outcome()
-
-    def outcome(self) -> Any:
-        self.join(WAIT)
-        assert not self.is_alive(), "worker thread hung"
-        return self.error or self.result
-
-
 class _Holder:
     """A thread that saves a row inside a transaction and keeps it locked until told."""
 
     def __init__(self, pk: int, add: int) -> None:
         self.locked = threading.Event()
         self.release = threading.Event()
-        self.thread = Thread(lambda: self._hold(pk, add))
+        self.thread = Background(lambda: self._hold(pk, add))
         self.thread.start()
         assert self.locked.wait(WAIT)
 
@@ -256,7 +229,7 @@ class TestKilledWorker:
             assert updated.wait(CHILD_WAIT), f"the worker did not update (exit code {child.exitcode})"
             assert _row(pk) == (0, 1)  # not committed: invisible
             survivor.value += 1
-            saver = Thread(survivor.save)
+            saver = Background(survivor.save)
             saver.start()
             time.sleep(0.3)  # let the survivor block on the dying worker's lock
             os.kill(child.pid, signal.SIGKILL)
@@ -323,7 +296,7 @@ class TestTerminatedConnection:
             victim.value += 1
             victim.save()
 
-        saver = Thread(save)
+        saver = Background(save)
         saver.start()
         _wait_for(lambda: bool(session) and _is_waiting_for_lock(session[0]), "the save to block")
         _terminate(session[0])
@@ -353,7 +326,7 @@ class TestTerminatedConnection:
                 updated.set()
                 assert go.wait(WAIT)
 
-        saver = Thread(save)
+        saver = Background(save)
         saver.start()
         assert updated.wait(WAIT)
         _terminate(session[0])
@@ -379,7 +352,7 @@ class TestTerminatedConnection:
                 updated.set()
                 assert go.wait(WAIT)
 
-        saver = Thread(save)
+        saver = Background(save)
         saver.start()
         assert updated.wait(WAIT)
         _terminate(session[0])
@@ -416,7 +389,7 @@ class TestTimeout:
             victim.value += 1
             victim.save()
 
-        assert isinstance(Thread(save).finish(), DatabaseError)
+        assert isinstance(Background(save).finish(), DatabaseError)
         assert victim.version == 1
         assert holder.commit().version == 2
         assert _row(pk) == (10, 2)
@@ -442,7 +415,7 @@ class TestTimeout:
                 victim.value += 1
                 victim.save()
 
-        assert isinstance(Thread(save).finish(), DatabaseError)
+        assert isinstance(Background(save).finish(), DatabaseError)
         holder.commit()
         assert _row(other_pk) == (0, 1)
         assert _row(pk) == (10, 2)
@@ -459,7 +432,7 @@ class TestTimeout:
             victim.value += 1
             victim.save()
 
-        assert isinstance(Thread(save).finish(), DatabaseError)
+        assert isinstance(Background(save).finish(), DatabaseError)
         assert victim.version == 1
         holder.commit()
         assert _row(pk) == (10, 2)
@@ -476,7 +449,7 @@ class TestTimeout:
             victim.value += 1
             victim.save()
 
-        assert isinstance(Thread(save).finish(), DatabaseError)
+        assert isinstance(Background(save).finish(), DatabaseError)
         assert victim.version == 1
         holder.commit()
         assert _row(pk) == (10, 2)
