@@ -117,7 +117,7 @@ def main() -> None:
         python = setup(["test"])
         run(python, "manage.py", *args)
     elif command == "cluster":
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path.insert(0, str(ROOT / "tests" / "support"))
         import cluster
 
         sys.exit(cluster.main(args))

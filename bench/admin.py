@@ -115,8 +115,8 @@ def run(db: str, rounds: int) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from tests.admin_forms import form_data
     from tests.demo.models import Article
+    from tests.support.form_reader import form_data
 
     call_command("migrate", verbosity=0, interactive=False)
     urls = build_sites()

@@ -36,8 +36,8 @@ def run(db: str, rounds: int, block: int) -> None:
     from django.urls import path
 
     from concurrency.admin import ConcurrentModelAdmin
-    from tests.admin_forms import form_data
     from tests.demo.models import Order, OrderLine, PlainOrder, PlainOrderLine
+    from tests.support.form_reader import form_data
 
     call_command("migrate", verbosity=0, interactive=False)
     site = admin.AdminSite(name="bench")

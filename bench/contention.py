@@ -33,7 +33,7 @@ interleaved, medians over rounds).
 The cluster setups need ``python3 dev.py cluster up``. On ``galera`` worker n
 connects to node n % 3 + 1 (multi-primary: every node takes writes); on
 ``postgresql-replica`` reads outside a transaction go to the hot standby
-(tests/routers.py) and every commit waits until the standby applied it; on
+(tests/support/routers.py) and every commit waits until the standby applied it; on
 ``pgbouncer`` every connection goes through PgBouncer in transaction pooling.
 
 The tables live in a database of their own, ``concurrency_bench_contention_<pid>``
@@ -107,7 +107,7 @@ def drop_database(db: str) -> None:
         Path(connection.settings_dict["NAME"]).unlink(missing_ok=True)
         return
     if db == "pgbouncer":
-        from tests import cluster
+        from tests.support import cluster
 
         cluster.pgbouncer_release(BENCH_DB)
     with connection._nodb_cursor() as cursor:
@@ -157,7 +157,7 @@ def worker(
     from tests.demo.models import Counter, PlainCounter
 
     if settings.DB == "galera":
-        from tests import cluster
+        from tests.support import cluster
 
         connection.settings_dict["PORT"] = str(cluster.GALERA_PORTS[index % 3 + 1])
 

@@ -7,10 +7,10 @@ import pytest
 from django.conf import settings
 
 # Fault tests that reach into their own server session: not possible through a
-# transaction pooler (tests/test_cluster.py has PgBouncer's own fault test).
+# transaction pooler (tests/system/test_cluster.py has PgBouncer's own fault test).
 _SESSION_BOUND = (
-    "tests/test_faults.py::TestTerminatedConnection",
-    "tests/test_faults.py::TestTimeout",
+    "tests/system/test_faults.py::TestTerminatedConnection",
+    "tests/system/test_faults.py::TestTimeout",
 )
 
 
@@ -62,7 +62,7 @@ if settings.DB == "pgbouncer":
         yield
         from django.db import connections
 
-        from tests import cluster
+        from tests.support import cluster
 
         connections.close_all()
         for alias in settings.DATABASES:

@@ -1,12 +1,12 @@
 """Settings of the test suite and of the demo site.
 
 CONCURRENCY_DB selects the database: sqlite (default), postgresql or mariadb; or,
-after ``python3 dev.py cluster up`` (see tests/cluster.py), one of the clusters:
+after ``python3 dev.py cluster up`` (see tests/support/cluster.py), one of the clusters:
 
 - ``galera``: three MariaDB Galera nodes; ``default`` and ``other`` on node 1,
   ``node2`` and ``node3`` the same test database through the other nodes.
 - ``postgresql-replica``: writes to the primary, reads outside transactions from
-  its hot standby (``replica``), through ``tests.routers.PrimaryReplicaRouter``.
+  its hot standby (``replica``), through ``tests.support.routers.PrimaryReplicaRouter``.
 - ``pgbouncer``: the primary through PgBouncer in transaction pooling mode.
 """
 
@@ -47,14 +47,14 @@ INSTALLED_APPS = [
 ]
 SILENCED_SYSTEM_CHECKS: list[str] = []
 if VENDOR == "sqlite":
-    # SimpleConcurrentModel.version has a db_comment on purpose (tests/test_fields.py checks it
+    # SimpleConcurrentModel.version has a db_comment on purpose (tests/fields/test_fields.py checks it
     # reaches PostgreSQL); SQLite has no column comments and says so on every migrate.
     SILENCED_SYSTEM_CHECKS.append("fields.W163")
 if not DEMO:
     # Libraries tested beside ours (the "interop" dependency group, part of "test"; the demo,
     # installed with the "demo" group only, does without them).
     INSTALLED_APPS += ["reversion", "simple_history", "polymorphic", "import_export", "tests.interop"]
-    # A project written for django-concurrency, with its migration (tests/test_migrating.py).
+    # A project written for django-concurrency, with its migration (tests/system/test_migrating.py).
     INSTALLED_APPS += ["tests.switching"]
     # GuardedOrder combines django-fsm-2's ConcurrentTransitionMixin with a version
     # field on purpose (tests/interop/test_fsm.py), which this check warns about.
@@ -135,7 +135,7 @@ def _database(name: str) -> dict:
 
 
 def _cluster_database(name: str, port: int | None = None) -> dict:
-    from tests import cluster
+    from tests.support import cluster
 
     if DB == "galera":
         return {
@@ -172,18 +172,18 @@ def _cluster_database(name: str, port: int | None = None) -> dict:
 
 DATABASES = {"default": _database("default"), "other": _database("other")}
 if DB == "galera":
-    from tests import cluster as _cluster
+    from tests.support import cluster as _cluster
 
     for _node in (2, 3):
         DATABASES[f"node{_node}"] = _cluster_database("default", _cluster.GALERA_PORTS[_node])
         DATABASES[f"node{_node}"]["TEST"] = {"MIRROR": "default"}
-    DATABASE_ROUTERS = ["tests.routers.GaleraNodesRouter"]
+    DATABASE_ROUTERS = ["tests.support.routers.GaleraNodesRouter"]
 if DB == "postgresql-replica":
-    from tests import cluster as _cluster
+    from tests.support import cluster as _cluster
 
     DATABASES["replica"] = _cluster_database("default", _cluster.STANDBY_PORT)
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
-    DATABASE_ROUTERS = ["tests.routers.PrimaryReplicaRouter"]
+    DATABASE_ROUTERS = ["tests.support.routers.PrimaryReplicaRouter"]
 if DEMO:
     # CONCURRENCY_DEMO_DB: another file, e.g. for `python3 dev.py screenshots`.
     DATABASES["default"]["NAME"] = os.environ.get("CONCURRENCY_DEMO_DB") or BASE_DIR / "demo.sqlite3"

@@ -191,7 +191,7 @@ class Note(models.Model):
         return self.title
 
 
-# --- Triggers and conditional versions (tests/test_triggers.py, tests/test_conditional.py, bench/fields.py)
+# --- Triggers and conditional versions (tests/fields/test_triggers.py, test_conditional.py, bench/fields.py)
 
 
 class TriggerRow(models.Model):
@@ -381,7 +381,7 @@ class PlainOrderLine(models.Model):
     quantity = models.IntegerField(default=1)
 
 
-# -- Aggregates over every write path (tests/test_aggregate_paths.py) --------------
+# -- Aggregates over every write path (tests/core/test_aggregate_paths.py) --------------
 
 
 class Shipment(models.Model):

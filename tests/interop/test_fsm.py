@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 from django_fsm import TransitionNotAllowed
 
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import VersionField
 from tests.interop.models import GuardedOrder, Order
+from tests.support.races import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -98,29 +99,22 @@ def test_version_field_warns_that_the_mixins_do_update_is_replaced() -> None:
     assert not [m for m in Order._meta.get_field("version").check() if m.id == "concurrency.W010"]
 
 
+@pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_two_threads_paying_one_order_one_wins() -> None:
     order = Order.objects.create(reference="A-5")
     copies = [Order.objects.get(pk=order.pk), Order.objects.get(pk=order.pk)]
-    barrier = threading.Barrier(2, timeout=30)
     outcome: list[str] = []
 
     def pay(copy: Order) -> None:
         try:
-            barrier.wait()
             with transaction.atomic():
                 copy.pay()
                 copy.save()
             outcome.append("saved")
         except RecordModifiedError:
             outcome.append("refused")
-        finally:
-            connections.close_all()
 
-    threads = [threading.Thread(target=pay, args=(copy,)) for copy in copies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_together(*(partial(pay, copy) for copy in copies), wait=30)
     assert sorted(outcome) == ["refused", "saved"]
     assert row(Order, order.pk) == ("paid", "", 2)

@@ -12,8 +12,8 @@ from django.db.models import F
 from django.urls import reverse
 
 from concurrency.exceptions import RecordModifiedError
-from tests.admin_forms import form_data
 from tests.interop.models import ArtProject, Project, ResearchProject
+from tests.support.form_reader import form_data
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.interop.urls")]
 

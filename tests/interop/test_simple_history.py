@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import VersionField
-from tests.admin_forms import form_data
 from tests.interop.models import Document, Memo
+from tests.support.form_reader import form_data
 
 pytestmark = pytest.mark.django_db
 

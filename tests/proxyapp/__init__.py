@@ -1,1 +1,1 @@
-"""An app whose models.py declares a proxy of ``auth.Group`` (tests/test_proxies.py, in a fresh process)."""
+"""An app whose models.py declares a proxy of ``auth.Group`` (for tests/interop/test_proxies.py)."""

@@ -1,0 +1,559 @@
+"""retry_on_conflict: re-read, re-apply, one savepoint per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import threading
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection, connections, models, transaction
+from django.test import TestCase, TransactionTestCase
+
+from concurrency import retry as retry_module
+from concurrency.api import retry_on_conflict
+from concurrency.exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+from concurrency.signals import conflict_detected
+from tests.demo.models import Category, Counter, Stock
+from tests.support import workers
+from tests.support.races import raised, run_together
+
+
+def _interfere(stock: Stock) -> None:
+    """Write the row behind the caller's back, as another request would."""
+    Stock.objects.filter(pk=stock.pk).update(name="someone else")
+
+
+@pytest.fixture(autouse=True)
+def _no_sleep(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Record the pauses instead of sleeping through them (race tests really sleep)."""
+    pauses: list[float] = []
+    if "race" not in request.node.name:
+        monkeypatch.setattr(retry_module.time, "sleep", pauses.append)
+    if request.instance is not None:
+        request.instance.pauses = pauses
+
+
+class RetryTests(TestCase):
+    pauses: list[float]
+
+    def test_reread_and_reapply_succeeds_after_a_conflict(self) -> None:
+        stock = Stock.objects.create(name="a")
+        calls = []
+
+        @retry_on_conflict
+        def add(pk: int, quantity: int) -> int:
+            item = Stock.objects.get(pk=pk)
+            calls.append(item.version)
+            if len(calls) == 1:
+                # Inside the attempt's savepoint, so undone with it: see RaceTests
+                # for writes by other connections.
+                _interfere(item)
+            item.quantity += quantity
+            item.save()
+            return item.quantity
+
+        assert add(stock.pk, 3) == 3
+        assert calls == [1, 1]
+        row = Stock.objects.get()
+        assert (row.quantity, row.version, row.name) == (3, 2, "a")
+        assert add.__name__ == "add"
+
+    def test_refreshes_the_stale_instance_it_was_given(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+
+        def add(item: Stock) -> None:
+            item.quantity += 2
+            item.save()
+
+        retry_on_conflict(add, attempts=2)(stock)
+        row = Stock.objects.get()
+        assert (row.quantity, row.version, row.name) == (2, 3, "someone else")
+        assert stock.version == 3
+
+    def test_without_refresh_a_stale_instance_exhausts_the_attempts(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+        calls = []
+
+        @retry_on_conflict(attempts=4, refresh=False)
+        def touch(item: Stock) -> None:
+            calls.append(1)
+            item.save()
+
+        with pytest.raises(RecordModifiedError) as info:
+            touch(stock)
+        assert len(calls) == 4
+        assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_last_conflict_is_reraised_when_exhausted(self) -> None:
+        Stock.objects.create(name="a")
+        errors: list[RecordModifiedError] = []
+
+        def always_stale() -> None:
+            item = Stock.objects.get()
+            _interfere(item)
+            try:
+                item.save()
+            except RecordModifiedError as exc:
+                errors.append(exc)
+                raise
+
+        with pytest.raises(RecordModifiedError) as info:
+            retry_on_conflict(always_stale, attempts=3)()
+        assert len(errors) == 3
+        assert info.value is errors[-1]
+        # Every attempt rolled back, including the interfering writes.
+        assert Stock.objects.get().version == 1
+
+    def test_deleted_row_is_not_retried(self) -> None:
+        stock = Stock.objects.create(name="a")
+        Stock.objects.filter(pk=stock.pk).delete()
+        calls = []
+
+        @retry_on_conflict(attempts=5)
+        def save() -> None:
+            calls.append(1)
+            stock.save()
+
+        with pytest.raises(RecordDeletedError):
+            save()
+        assert calls == [1]
+
+    def test_other_errors_are_not_retried(self) -> None:
+        calls = []
+
+        @retry_on_conflict(attempts=5)
+        def broken() -> None:
+            calls.append(1)
+            raise KeyError("x")
+
+        with pytest.raises(KeyError):
+            broken()
+        assert calls == [1]
+
+    def test_failed_attempt_is_rolled_back_inside_an_outer_atomic(self) -> None:
+        stock = Stock.objects.create(name="a")
+        attempts = []
+
+        @retry_on_conflict
+        def log_and_add() -> None:
+            attempts.append(1)
+            Category.objects.create(name=f"log {len(attempts)}")
+            item = Stock.objects.get(pk=stock.pk)
+            if len(attempts) == 1:
+                _interfere(item)
+            item.quantity += 1
+            item.save()
+
+        with transaction.atomic():
+            log_and_add()
+            Category.objects.create(name="after")
+        assert list(Category.objects.order_by("pk").values_list("name", flat=True)) == ["log 2", "after"]
+        assert Stock.objects.get().quantity == 1
+
+    def test_backoff_is_exponential_capped_and_jittered(self) -> None:
+        stock = Stock.objects.create(name="a")
+        _interfere(stock)
+
+        def stale() -> None:
+            stock.save()
+
+        with pytest.raises(RecordModifiedError):
+            retry_on_conflict(stale, attempts=5, delay=0.1, max_delay=0.3, jitter=False, refresh=False)()
+        assert self.pauses == pytest.approx([0.1, 0.2, 0.3, 0.3])
+        self.pauses.clear()
+        with pytest.raises(RecordModifiedError):
+            retry_on_conflict(stale, attempts=30, delay=0.1, max_delay=0.3, refresh=False)()
+        assert len(self.pauses) == 29
+        assert all(0 <= p <= 0.3 for p in self.pauses)
+        assert len(set(self.pauses)) > 1
+
+    def test_bulk_conflicts_are_refreshed_and_retried(self) -> None:
+        Stock.objects.bulk_create([Stock(name="a"), Stock(name="b")])
+        stocks = list(Stock.objects.all())
+        _interfere(stocks[1])
+
+        @retry_on_conflict
+        def restock(items: list[Stock]) -> int:
+            for item in items:
+                item.quantity = 10
+            return Stock.objects.bulk_update(items, ["quantity"])
+
+        assert restock(stocks) == 2
+        assert list(Stock.objects.values_list("quantity", "version", "name")) == [
+            (10, 2, "a"),
+            (10, 3, "someone else"),
+        ]
+
+    def test_bulk_conflict_with_a_deleted_row_is_not_retried(self) -> None:
+        Stock.objects.bulk_create([Stock(name="a"), Stock(name="b")])
+        stocks = list(Stock.objects.all())
+        Stock.objects.filter(pk=stocks[0].pk).delete()
+        calls = []
+
+        @retry_on_conflict
+        def write() -> None:
+            calls.append(1)
+            Stock.objects.bulk_update(stocks, ["quantity"])
+
+        with pytest.raises(BulkUpdateConflictError):
+            write()
+        assert calls == [1]
+
+    def test_bad_arguments(self) -> None:
+        with pytest.raises(ValueError, match="attempts"):
+            retry_on_conflict(attempts=0)
+        with pytest.raises(ValueError, match="negative"):
+            retry_on_conflict(delay=-1)
+
+
+class AsyncRetryTests(TransactionTestCase):
+    async def test_acall_runs_attempts_in_sync_to_async(self) -> None:
+        stock = await Stock.objects.acreate(name="a")
+        calls = []
+
+        def add() -> None:
+            item = Stock.objects.get(pk=stock.pk)
+            if not calls:
+                _interfere(item)
+            calls.append(1)
+            item.quantity += 1
+            item.save()
+
+        await retry_on_conflict(add, delay=0).acall()
+        assert len(calls) == 2
+        assert (await Stock.objects.aget()).quantity == 1
+
+    async def test_async_function_is_awaited_per_attempt(self) -> None:
+        stock = await Stock.objects.acreate(name="a")
+        await sync_to_async(_interfere)(stock)
+
+        @retry_on_conflict(attempts=2, delay=0)
+        async def add(item: Stock) -> int:
+            item.quantity += 5
+            await item.asave()
+            return item.quantity
+
+        assert asyncio.iscoroutinefunction(add)
+        assert await add(stock) == 5
+        row = await Stock.objects.aget()
+        assert (row.quantity, row.version) == (5, 3)
+
+
+def _race(threads: int, increments: int, **options: Any) -> int:
+    """Increment one counter from several threads; return how many conflicts were retried."""
+    conflicts = []
+    lock = threading.Lock()
+
+    def count(**kwargs: Any) -> None:
+        with lock:
+            conflicts.append(kwargs["db_version"])
+
+    @retry_on_conflict(**options)
+    def increment() -> None:
+        counter = Counter.objects.get(name="race")
+        counter.value += 1
+        counter.save()
+
+    def worker() -> None:
+        for _ in range(increments):
+            increment()
+
+    conflict_detected.connect(count, sender=Counter, weak=False)
+    try:
+        errors = raised(run_together(*[worker] * threads))
+    finally:
+        conflict_detected.disconnect(count, sender=Counter)
+    assert errors == []
+    return len(conflicts)
+
+
+@pytest.mark.race
+class RaceTests(TransactionTestCase):
+    """Real threads, each with its own connection: retried increments lose nothing."""
+
+    def test_race_threads_lose_no_increment(self) -> None:
+        Counter.objects.create(name="race")
+        threads, increments = 4, 25
+        conflicts = _race(threads, increments, attempts=100, delay=0.001, max_delay=0.02)
+        counter = Counter.objects.get(name="race")
+        assert counter.value == threads * increments
+        assert counter.version == 1 + threads * increments
+        if connections["default"].vendor != "sqlite":
+            # Servers run the threads' transactions side by side, so they collide;
+            # SQLite's BEGIN IMMEDIATE serialises them instead.
+            assert conflicts > 0
+
+
+@pytest.mark.race
+class BulkRaceTests(TransactionTestCase):
+    """Threads bulk-updating the same rows: every batch is all or nothing, nothing is lost."""
+
+    def test_race_bulk_updates_lose_no_increment(self) -> None:
+        Stock.objects.bulk_create([Stock(name=f"s{i}") for i in range(20)])
+        threads, rounds = 3, 8
+
+        @retry_on_conflict(attempts=200, delay=0.001, max_delay=0.02)
+        def restock() -> None:
+            items = list(Stock.objects.all())
+            for item in items:
+                item.quantity += 1
+            Stock.objects.bulk_update(items, ["quantity"], batch_size=7)
+
+        def worker() -> None:
+            for _ in range(rounds):
+                restock()
+
+        conflicts = []
+
+        def count(**kwargs: Any) -> None:
+            conflicts.append(kwargs["instance"].pk)
+
+        conflict_detected.connect(count, sender=Stock, weak=False)
+        try:
+            errors = raised(run_together(*[worker] * threads))
+        finally:
+            conflict_detected.disconnect(count, sender=Stock)
+        assert errors == []
+        if connections["default"].vendor != "sqlite":
+            assert conflicts
+        assert set(Stock.objects.values_list("quantity", "version")) == {
+            (threads * rounds, 1 + threads * rounds)
+        }
+
+
+# --- lock_on_retry: the attempt after a conflict locks the refused row --------
+
+CHILD_WAIT = 180.0
+
+
+def _in_other_connection(work: Any) -> Any:
+    """Run ``work()`` in a thread with a connection of its own; return its result or error."""
+    [outcome] = run_together(work)
+    return outcome
+
+
+def _write_behind(pk: int) -> None:
+    """Increment the counter from another connection, committed, as another process would."""
+
+    def write() -> None:
+        Counter.objects.filter(pk=pk).update(value=models.F("value") + 10, version=models.F("version") + 1)
+
+    assert _in_other_connection(write) is None
+
+
+class LockOnRetryTests(TransactionTestCase):
+    pauses: list[float]
+
+    def _lock_taken_by_other(self, pk: int) -> bool:
+        """Return whether another connection finds the row locked (SELECT ... FOR UPDATE NOWAIT)."""
+
+        def probe() -> None:
+            with transaction.atomic():
+                list(Counter.objects.select_for_update(nowait=True).filter(pk=pk))
+
+        return isinstance(_in_other_connection(probe), DatabaseError)
+
+    def test_escalated_attempt_holds_the_row_lock_and_keeps_the_increment(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)  # committed by another connection: the first attempt is refused
+        seen: list[tuple[int, int, bool | None]] = []
+        server = connection.vendor != "sqlite"
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(row: Counter) -> None:
+            seen.append((row.value, row.version, self._lock_taken_by_other(row.pk) if server else None))
+            row.value += 1
+            row.save()
+
+        increment(counter)
+        if server:
+            # The first attempt held no lock; the second had locked the row and refreshed it.
+            assert seen == [(0, 1, False), (10, 2, True)]
+        else:
+            # SQLite has no row locks (one writer at a time): the row is only refreshed.
+            assert seen == [(0, 1, None), (10, 2, None)]
+        row = Counter.objects.get()
+        assert (row.value, row.version) == (11, 3)
+        # No pause before the escalated attempt: it waits on the lock instead.
+        assert self.pauses == [0.0]
+
+    def test_a_call_like_a_refused_one_locks_in_its_first_attempt(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        hot, cold = (Counter.objects.create(name=name).pk for name in ("hot", "cold"))
+        locked: list[tuple[int, bool]] = []
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            calls.append(pk)
+            row = Counter.objects.get(pk=pk)
+            locked.append((pk, self._lock_taken_by_other(pk)))
+            if len(calls) == 1:
+                _write_behind(pk)  # the very first attempt is refused
+            row.value += 1
+            row.save()
+
+        increment(hot)
+        assert locked == [(hot, False), (hot, True)]
+        locked.clear()
+        # The same arguments within a second: the refused row is locked before the function runs
+        # (a write from another connection would now wait for this attempt to commit).
+        increment(hot)
+        assert locked == [(hot, True)]
+        locked.clear()
+        # Other arguments: optimistic as ever.
+        increment(cold)
+        assert locked == [(cold, False)]
+        assert Counter.objects.get(pk=hot).value == 12
+        assert Counter.objects.get(pk=cold).value == 1
+
+    def test_a_call_after_the_hot_window_is_optimistic_again(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment() -> None:
+            row = Counter.objects.get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment()
+        hot_for, retry_module._HotRows.HOT_FOR = retry_module._HotRows.HOT_FOR, 0.0
+        try:
+            increment()
+        finally:
+            retry_module._HotRows.HOT_FOR = hot_for
+        assert locked == [False, True, False]
+        assert Counter.objects.get(pk=pk).value == 12
+
+    def test_the_refused_instance_is_refreshed_under_the_lock(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def add(row: Counter) -> None:
+            row.value += 1
+            row.save()
+
+        add(counter)
+        assert (counter.value, counter.version) == (11, 3)
+        assert Counter.objects.values_list("value", "version").get() == (11, 3)
+
+    def test_without_refresh_the_row_is_locked_but_not_refreshed(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True, refresh=False)
+        def touch(row: Counter) -> None:
+            calls.append(row.version)
+            row.save()
+
+        with pytest.raises(RecordModifiedError) as info:
+            touch(counter)
+        assert calls == [1, 1]
+        assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_a_row_deleted_before_the_lock_ends_the_retries(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        counter = Counter.objects.create(name="c")
+        calls = []
+
+        @retry_on_conflict(attempts=5, lock_on_retry=True)
+        def add(row: Counter) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                _write_behind(row.pk)
+            row.value += 1
+            row.save()
+            if len(calls) == 1:
+                # Not reached: the save above is refused.
+                raise AssertionError
+
+        def delete_after_first_conflict(**kwargs: Any) -> None:
+            _in_other_connection(lambda: Counter.objects.filter(pk=counter.pk).delete())
+
+        conflict_detected.connect(delete_after_first_conflict, sender=Counter, weak=False)
+        try:
+            with pytest.raises(RecordModifiedError) as info:
+                add(counter)
+        finally:
+            conflict_detected.disconnect(delete_after_first_conflict, sender=Counter)
+        assert calls == [1]
+        assert info.value.target is counter
+        assert not Counter.objects.exists()
+
+    def test_an_async_def_function_cannot_lock(self) -> None:
+        async def add() -> None: ...
+
+        with pytest.raises(TypeError, match="acall"):
+            retry_on_conflict(add, lock_on_retry=True)
+
+    def test_acall_locks_too(self) -> None:
+        counter = Counter.objects.create(name="c")
+        _write_behind(counter.pk)
+        calls = []
+
+        def add(row: Counter) -> None:
+            calls.append(row.version)
+            row.value += 1
+            row.save()
+
+        asyncio.run(retry_on_conflict(add, attempts=2, lock_on_retry=True).acall(counter))
+        assert calls == [1, 2]
+        assert Counter.objects.values_list("value", "version").get() == (11, 3)
+
+
+@pytest.mark.race
+class LockOnRetryRaceTests(TransactionTestCase):
+    """Real processes, each with its own connection, on one hot row."""
+
+    def test_race_processes_never_refused_twice_and_lose_no_increment(self) -> None:
+        pk = Counter.objects.create(name="hot").pk
+        procs, increments = 3, 30
+        ctx = multiprocessing.get_context("spawn")
+        # The children start together once all are set up (a busy machine starts them far apart).
+        start = ctx.Barrier(procs, timeout=CHILD_WAIT)
+        results = ctx.Queue()
+        children = [
+            ctx.Process(
+                target=workers.increment_locking_on_retry,
+                args=(connection.settings_dict["NAME"], pk, increments, start, results),
+                daemon=True,
+            )
+            for _ in range(procs)
+        ]
+        for child in children:
+            child.start()
+        connection.close()
+        reports = []
+        try:
+            for _ in children:
+                reports.append(results.get(timeout=CHILD_WAIT))
+        except queue.Empty:
+            pytest.fail(f"workers exited with {[c.exitcode for c in children]}")
+        finally:
+            for child in children:
+                child.join(CHILD_WAIT)
+        # Two attempts each: an escalated attempt refused again would have raised.
+        assert [failure for _conflicts, failure in reports] == [None] * procs
+        row = Counter.objects.get(pk=pk)
+        assert (row.value, row.version) == (procs * increments, 1 + procs * increments)
+        if connection.vendor != "sqlite":
+            # The processes collided (else nothing was escalated)...
+            assert sum(conflicts for conflicts, _failure in reports) > 0
+        # ...and at most once per increment: the locked attempt always won.
+        assert all(conflicts <= increments for conflicts, _failure in reports)
