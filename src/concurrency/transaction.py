@@ -31,9 +31,9 @@ from django.db import transaction as django_transaction
 from django.db.models.signals import pre_save
 
 from .core.options import options_of
+from .core.refusal import announce
 from .core.versions import current_version
 from .exceptions import WriteConflictError
-from .signals import conflict_detected
 
 __all__ = ["atomic", "is_write_conflict"]
 
@@ -126,9 +126,7 @@ def _conflict(saved: list[tuple[Any, str, Any]], using: str) -> WriteConflictErr
     instance, version = first
     current = current_version(instance, using)
     db_version = current[0] if current else None
-    conflict_detected.send(
-        sender=type(instance), instance=instance, version=version, db_version=db_version, deleted=not current
-    )
+    announce(instance, version, db_version, not current)
     return WriteConflictError(target=instance, version=version, db_version=db_version, objects=objects)
 
 
