@@ -143,6 +143,23 @@ class BulkUpdateTests(TestCase):
         assert _db() == [(-1, 2) if i == 4 else (8, 2) for i in range(6)]
         assert [s.version for s in stocks] == [1 if i == 4 else 2 for i in range(6)]
 
+    def test_the_callback_hears_of_each_refused_row(self) -> None:
+        from django.test import override_settings
+
+        from tests.core.test_save import calls
+
+        calls.clear()
+        stocks = _stocks(4)
+        Stock.objects.filter(pk=stocks[1].pk).update(quantity=-1)
+        Stock.objects.filter(pk=stocks[3].pk).delete()
+        for stock in stocks:
+            stock.quantity = 8
+        with override_settings(CONCURRENCY_CALLBACK="tests.core.test_save.returning_false"):
+            stale = Stock.objects.bulk_update(stocks, ["quantity"], on_conflict="skip")
+        assert stale == [stocks[1], stocks[3]]
+        assert calls == [stocks[1], stocks[3]]
+        assert _db() == [(8, 2), (-1, 2), (8, 2)]
+
     def test_skip_returns_empty_list_when_all_are_current(self) -> None:
         stocks = _stocks(2)
         assert Stock.objects.bulk_update(stocks, ["quantity"], on_conflict="skip") == []
