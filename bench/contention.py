@@ -294,7 +294,14 @@ def run_one(
 
 
 def bench_database(
-    db: str, procs: int, increments: int, rounds: int, keep: bool, hot_rows: int = HOT_ROWS
+    db: str,
+    procs: int,
+    increments: int,
+    rounds: int,
+    keep: bool,
+    hot_rows: int = HOT_ROWS,
+    modes: tuple[str, ...] = MODES,
+    workloads: tuple[str, ...] = WORKLOADS,
 ) -> list[Outcome]:
     setup_django(db)
     create_database(db)
@@ -303,8 +310,8 @@ def bench_database(
     try:
         for round_no in range(rounds):
             # Interleave: each round runs the modes in a rotated order.
-            order = MODES[round_no % len(MODES) :] + MODES[: round_no % len(MODES)]
-            for workload in WORKLOADS:
+            order = modes[round_no % len(modes) :] + modes[: round_no % len(modes)]
+            for workload in workloads:
                 for mode in order:
                     outcomes.append(run_one(db, workload, mode, procs, increments, ctx, hot_rows))
     finally:
@@ -403,12 +410,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hot-rows", type=int, default=HOT_ROWS, help="rows in the hot set (4)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--modes", help=f"comma-separated subset of {','.join(MODES)} (pessimistic is always run)"
+    )
+    parser.add_argument(
+        "--workloads", help="one row, hot set, or both (default)", default=",".join(WORKLOADS)
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
+        modes = (
+            MODES
+            if not args.modes
+            else tuple(m for m in MODES if m in [*args.modes.split(","), "pessimistic"])
+        )
+        workloads = tuple(w for w in WORKLOADS if w in args.workloads.split(","))
         outcomes = bench_database(
-            args.child, args.procs, args.increments, args.rounds, args.keep, args.hot_rows
+            args.child, args.procs, args.increments, args.rounds, args.keep, args.hot_rows, modes, workloads
         )
         print(json.dumps([o.__dict__ for o in outcomes]))
         return 0
@@ -416,12 +435,18 @@ def main() -> int:
     # One interpreter per database: the Django settings are fixed per process.
     outcomes = []
     for db in args.db or ["postgresql", "mariadb", "sqlite"]:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"... {db}: {args.procs} processes x {args.increments} increments", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--child", db, "-p", str(args.procs), "-k", str(args.increments)]
-        cmd += ["--rounds", str(args.rounds), "--hot-rows", str(args.hot_rows)]
+        cmd += ["--rounds", str(args.rounds), "--hot-rows", str(args.hot_rows), "--workloads", args.workloads]
+        cmd += ["--modes", args.modes] if args.modes else []
         cmd += ["--keep"] if args.keep else []
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
         found = [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
+        print(
+            f"load average before {load}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            file=sys.stderr,
+        )
         print_table(summarize(found), file=sys.stderr)
         outcomes += found
     rows = summarize(outcomes)

@@ -67,7 +67,7 @@ def _verify_model(model: type[Model], using: str, group: list[tuple[Model, Any]]
     field = model._concurrencymeta.field  # type: ignore[attr-defined]
     pk: Any = model._meta.pk
     # Django's own integer keys are ints as loaded, written into the SQL as digits.
-    integer = type(pk) in _INTEGER_KEY_TYPES
+    integer = integer_keys(model)
     held = []
     for obj, key in group:
         # Refused before anything is sent, as a save of the instance would be.
@@ -120,22 +120,34 @@ _SHARE_LOCK = {"PostgreSQL": " FOR SHARE", "MariaDB": " LOCK IN SHARE MODE", "My
 def _sql_select(
     connection: Any, model: type[Model], field: Any, keys: list[Any], integer: bool = False
 ) -> tuple[str, list[Any] | None]:
-    """Return ``SELECT pk, version FROM table WHERE pk IN (…)`` and its parameters.
+    """Return ``SELECT pk, version FROM table WHERE pk IN (…)`` and its parameters."""
+    qn = connection.ops.quote_name
+    where, params = sql_where_keys(connection, model, keys, integer)
+    key = qn(model._meta.pk.column)  # type: ignore[union-attr]
+    return f"SELECT {key}, {qn(field.column)} FROM {qn(model._meta.db_table)} WHERE {where}", params
+
+
+def integer_keys(model: type[Model]) -> bool:
+    """Return whether the keys of ``model`` are Django's own integers: ints as loaded, no conversion."""
+    return type(model._meta.pk) in _INTEGER_KEY_TYPES
+
+
+def sql_where_keys(
+    connection: Any, model: type[Model], keys: list[Any], integer: bool
+) -> tuple[str, list[Any] | None]:
+    """Return ``pk IN (…)`` for prepared ``keys`` and its parameters (``retry`` locks rows with it too).
 
     ``integer``: the keys are ints, written into the SQL as digits: a third of
     the client's work of binding them (as parameters or as one array), and
     SQLite limits how many parameters a statement may have.
     """
-    qn = connection.ops.quote_name
-    key = qn(model._meta.pk.column)  # type: ignore[union-attr]
+    key = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
     if integer:
-        where, params = f"{key} IN ({', '.join(map(str, keys))})", None
-    elif connection.vendor == "postgresql":
+        return f"{key} IN ({', '.join(map(str, keys))})", None
+    if connection.vendor == "postgresql":
         # One array parameter: binding a hundred costs the client more than the lock costs the server.
-        where, params = f"{key} = ANY(%s)", [keys]
-    else:
-        where, params = f"{key} IN ({', '.join(['%s'] * len(keys))})", keys
-    return f"SELECT {key}, {qn(field.column)} FROM {qn(model._meta.db_table)} WHERE {where}", params
+        return f"{key} = ANY(%s)", [keys]
+    return f"{key} IN ({', '.join(['%s'] * len(keys))})", keys
 
 
 def _sql_share_lock(connection: Any) -> str:
