@@ -13,7 +13,11 @@ of one row or of a small hot set of rows (4, or ``--hot-rows``), in six ways:
     lock_on_retry
                  retry_on_conflict(lock_on_retry=True): no pause; the attempt after
                  a conflict first locks the refused row (SELECT ... FOR UPDATE,
-                 refreshing it), then re-reads and saves
+                 refreshing it), then re-reads and saves; a call with the same
+                 arguments within a second of a conflict locks the row first
+    locked()     the same, the function reading the row through
+                 concurrency.retry.locked(Counter.objects): in a call that locks,
+                 its own read is the SELECT ... FOR UPDATE
     pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
     F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
     unversioned  plain model; read, add one, save: the bug this library fixes
@@ -59,7 +63,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 # One database per run (per database process), so runs started at once do not collide.
 BENCH_DB = f"concurrency_bench_contention_{os.getpid()}"
-MODES = ("optimistic", "retry_on_conflict", "lock_on_retry", "pessimistic", "F()", "unversioned")
+MODES = ("optimistic", "retry_on_conflict", "lock_on_retry", "locked()", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
 
@@ -151,7 +155,7 @@ def worker(
     from django.db.models import F
 
     from concurrency.exceptions import RecordModifiedError
-    from concurrency.retry import retry_on_conflict
+    from concurrency.retry import locked, retry_on_conflict
     from concurrency.signals import conflict_detected
     from concurrency.transaction import atomic, is_write_conflict
     from tests.demo.models import Counter, PlainCounter
@@ -191,7 +195,13 @@ def worker(
         row.value += 1
         row.save()
 
-    if mode in ("retry_on_conflict", "lock_on_retry"):
+    @retry_on_conflict(attempts=10_000, lock_on_retry=True)
+    def increment_reading_locked(pk: int) -> None:
+        row = locked(Counter.objects).get(pk=pk)
+        row.value += 1
+        row.save()
+
+    if mode in ("retry_on_conflict", "lock_on_retry", "locked()"):
         conflict_detected.connect(count_conflict, weak=False)
 
     def increment(pk: int) -> None:
@@ -210,6 +220,8 @@ def worker(
             increment_with_backoff(pk)
         elif mode == "lock_on_retry":
             increment_locking_on_retry(pk)
+        elif mode == "locked()":
+            increment_reading_locked(pk)
         elif mode == "pessimistic":
             with transaction.atomic():
                 plain = PlainCounter.objects.select_for_update().get(pk=pk)
@@ -249,7 +261,9 @@ def run_one(
 
     from tests.demo.models import Counter, PlainCounter
 
-    model = Counter if mode in ("optimistic", "retry_on_conflict", "lock_on_retry") else PlainCounter
+    model = (
+        Counter if mode in ("optimistic", "retry_on_conflict", "lock_on_retry", "locked()") else PlainCounter
+    )
     model.objects.all().delete()
     count = 1 if workload == "one row" else hot_rows
     pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]

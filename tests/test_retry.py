@@ -480,6 +480,60 @@ class LockOnRetryTests(TransactionTestCase):
         assert len(calls) == 3
         assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
 
+    def test_a_hot_call_reading_through_locked_sends_what_select_for_update_does(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            row = retry_module.locked(Counter.objects).get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)  # optimistic (locked() changes nothing), refused, then locked by the wrapper
+        assert locked == [False, True]
+        with CaptureQueriesContext(connection) as queries:
+            increment(pk)
+        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        # The function's own read took the lock: no locking read of the wrapper's.
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
+        assert sent[0].endswith(connection.ops.for_update_sql())
+        assert locked == [False, True, True]
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        # Outside retry_on_conflict, locked() is the queryset as it is.
+        assert "FOR UPDATE" not in str(retry_module.locked(Counter.objects.filter(pk=pk)).query)
+
+    def test_a_wrapped_call_inside_a_hot_attempt_is_not_hot_itself(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk, other = (Counter.objects.create(name=name).pk for name in ("hot", "other"))
+        inner_locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2)
+        def inner() -> None:
+            inner_locked.append(
+                "FOR UPDATE" in str(retry_module.locked(Counter.objects.filter(pk=other)).query)
+            )
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            row = Counter.objects.get(pk=pk)
+            inner()
+            if len(inner_locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)
+        increment(pk)  # hot: the wrapper locks the row; inner() runs as an ordinary call
+        assert inner_locked == [False, False, False]
+        assert Counter.objects.get(pk=pk).value == 12
+
     def test_rows_keyed_by_text_are_locked_and_a_gone_one_found(self) -> None:
         if connection.vendor == "sqlite":
             pytest.skip("SQLite has no row locks to find")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -28,17 +29,18 @@ from typing import Any, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connections, router
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 
 from . import _verify
 from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
 from .transaction import atomic
 
-__all__ = ["retry_on_conflict"]
+__all__ = ["locked", "retry_on_conflict"]
 
 logger = logging.getLogger("concurrency")
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -168,10 +170,19 @@ class _Policy:
                 except _GoneError:
                     raise refused from None
             elif hot:
-                # lock_on_retry: a call like one refused a moment ago locks those rows first.
-                with contextlib.suppress(_GoneError):  # Deleted since: the function finds out itself.
-                    self.lock([(model, pk, None) for model, pk in hot])
-            return func(*args, **kwargs)
+                # lock_on_retry: a call like one refused a moment ago locks those rows
+                # before its first statement, unless the function reads them through
+                # locked(), whose SELECT ... FOR UPDATE locks them itself.
+                with _HotLock(hot):
+                    return func(*args, **kwargs)
+            if _hot_lock.get() is None:
+                return func(*args, **kwargs)
+            # A wrapped call inside a hot attempt: its rows are not this attempt's to lock.
+            token = _hot_lock.set(None)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _hot_lock.reset(token)
 
     def after(self, error: RecordModifiedError, args: Any, kwargs: Any) -> RecordModifiedError | None:
         """Prepare the next attempt after ``error``; return the error it must start by locking.
@@ -264,6 +275,69 @@ def _lock_rows(connection: Any, model: type[Model], keys: list[Any]) -> None:
         cursor.execute(sql, params)
         if len(cursor.fetchall()) != len(keys):
             raise _GoneError
+
+
+class _HotLock:
+    """The rows a hot call's first attempt locks before the function reads them.
+
+    Active for the attempt: ``locked()`` hands the function a locking queryset
+    and takes over the rows of its model; before the attempt's first statement
+    the rest are locked by ``_lock_rows`` (a row deleted meanwhile is left to
+    the function to find).
+    """
+
+    def __init__(self, rows: tuple[tuple[type[Model], Any], ...]) -> None:
+        self.rows: dict[tuple[type[Model], str], list[Any]] = {}
+        for model, pk in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
+            # From the database the write goes to, not a lagging replica.
+            self.rows.setdefault((model, router.db_for_write(model)), []).append(pk)
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _HotLock:
+        self.token = _hot_lock.set(self)
+        for using in dict.fromkeys(using for _model, using in self.rows):
+            self.stack.enter_context(connections[using].execute_wrapper(self.before))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+        _hot_lock.reset(self.token)
+
+    def claim(self, model: type[Model], using: str) -> None:
+        """Leave the rows of ``model`` on ``using`` to the locking read the function makes of them."""
+        concrete = model._meta.concrete_model
+        for key in [key for key in self.rows if key[0]._meta.concrete_model is concrete and key[1] == using]:
+            del self.rows[key]
+
+    def before(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        """Lock the rows not taken over before the attempt's first statement, then run it."""
+        rows, self.rows = self.rows, {}  # Once: the lock's own statement comes through here too.
+        for (model, using), keys in rows.items():
+            with contextlib.suppress(_GoneError):  # Deleted since: the function finds out itself.
+                _lock_rows(connections[using], model, keys)
+        return execute(sql, params, many, context)
+
+
+_hot_lock: contextvars.ContextVar[_HotLock | None] = contextvars.ContextVar(
+    "concurrency_hot_lock", default=None
+)
+
+
+def locked(queryset: QuerySet[M]) -> QuerySet[M]:
+    """Return ``queryset.select_for_update()`` in an attempt that locks, ``queryset`` otherwise.
+
+    For a function under ``retry_on_conflict(lock_on_retry=True)`` that reads
+    a hot row itself: in a call like one refused a moment ago, its own read
+    then takes the row lock, and the wrapper sends no locking read of its
+    own, so the attempt runs the statements ``select_for_update()`` would.
+    Anywhere else, and in optimistic attempts, the queryset is returned as it is.
+    """
+    hot = _hot_lock.get()
+    if hot is None:
+        return queryset
+    locking = queryset.select_for_update()
+    hot.claim(locking.model, locking.db)  # the database it writes to: where the row lock is
+    return locking
 
 
 def _refused_instances(error: RecordModifiedError) -> list[Model]:
