@@ -155,7 +155,7 @@ def worker(
     from django.db.models import F
 
     from concurrency.exceptions import RecordModifiedError
-    from concurrency.retry import locked, retry_on_conflict
+    from concurrency.retry import retry_on_conflict
     from concurrency.signals import conflict_detected
     from concurrency.transaction import atomic, is_write_conflict
     from tests.demo.models import Counter, PlainCounter
@@ -197,6 +197,8 @@ def worker(
 
     @retry_on_conflict(attempts=10_000, lock_on_retry=True)
     def increment_reading_locked(pk: int) -> None:
+        from concurrency.retry import locked  # this mode only: older releases have no locked()
+
         row = locked(Counter.objects).get(pk=pk)
         row.value += 1
         row.save()
