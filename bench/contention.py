@@ -13,7 +13,11 @@ of one row or of a small hot set of rows (4, or ``--hot-rows``), in six ways:
     lock_on_retry
                  retry_on_conflict(lock_on_retry=True): no pause; the attempt after
                  a conflict first locks the refused row (SELECT ... FOR UPDATE,
-                 refreshing it), then re-reads and saves
+                 refreshing it), then re-reads and saves; a call with the same
+                 arguments within a second of a conflict locks the row first
+    locked()     the same, the function reading the row through
+                 concurrency.retry.locked(Counter.objects): in a call that locks,
+                 its own read is the SELECT ... FOR UPDATE
     pessimistic  plain model; SELECT ... FOR UPDATE, then save (one atomic())
     F()          plain model; UPDATE ... SET value = value + 1 (the floor: no read)
     unversioned  plain model; read, add one, save: the bug this library fixes
@@ -59,7 +63,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 # One database per run (per database process), so runs started at once do not collide.
 BENCH_DB = f"concurrency_bench_contention_{os.getpid()}"
-MODES = ("optimistic", "retry_on_conflict", "lock_on_retry", "pessimistic", "F()", "unversioned")
+MODES = ("optimistic", "retry_on_conflict", "lock_on_retry", "locked()", "pessimistic", "F()", "unversioned")
 WORKLOADS = ("one row", "hot set")
 HOT_ROWS = 4
 
@@ -191,7 +195,15 @@ def worker(
         row.value += 1
         row.save()
 
-    if mode in ("retry_on_conflict", "lock_on_retry"):
+    @retry_on_conflict(attempts=10_000, lock_on_retry=True)
+    def increment_reading_locked(pk: int) -> None:
+        from concurrency.retry import locked  # this mode only: older releases have no locked()
+
+        row = locked(Counter.objects).get(pk=pk)
+        row.value += 1
+        row.save()
+
+    if mode in ("retry_on_conflict", "lock_on_retry", "locked()"):
         conflict_detected.connect(count_conflict, weak=False)
 
     def increment(pk: int) -> None:
@@ -210,6 +222,8 @@ def worker(
             increment_with_backoff(pk)
         elif mode == "lock_on_retry":
             increment_locking_on_retry(pk)
+        elif mode == "locked()":
+            increment_reading_locked(pk)
         elif mode == "pessimistic":
             with transaction.atomic():
                 plain = PlainCounter.objects.select_for_update().get(pk=pk)
@@ -249,7 +263,9 @@ def run_one(
 
     from tests.demo.models import Counter, PlainCounter
 
-    model = Counter if mode in ("optimistic", "retry_on_conflict", "lock_on_retry") else PlainCounter
+    model = (
+        Counter if mode in ("optimistic", "retry_on_conflict", "lock_on_retry", "locked()") else PlainCounter
+    )
     model.objects.all().delete()
     count = 1 if workload == "one row" else hot_rows
     pks = [model.objects.create(name=f"row{i}").pk for i in range(count)]
@@ -294,7 +310,14 @@ def run_one(
 
 
 def bench_database(
-    db: str, procs: int, increments: int, rounds: int, keep: bool, hot_rows: int = HOT_ROWS
+    db: str,
+    procs: int,
+    increments: int,
+    rounds: int,
+    keep: bool,
+    hot_rows: int = HOT_ROWS,
+    modes: tuple[str, ...] = MODES,
+    workloads: tuple[str, ...] = WORKLOADS,
 ) -> list[Outcome]:
     setup_django(db)
     create_database(db)
@@ -303,8 +326,8 @@ def bench_database(
     try:
         for round_no in range(rounds):
             # Interleave: each round runs the modes in a rotated order.
-            order = MODES[round_no % len(MODES) :] + MODES[: round_no % len(MODES)]
-            for workload in WORKLOADS:
+            order = modes[round_no % len(modes) :] + modes[: round_no % len(modes)]
+            for workload in workloads:
                 for mode in order:
                     outcomes.append(run_one(db, workload, mode, procs, increments, ctx, hot_rows))
     finally:
@@ -403,12 +426,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hot-rows", type=int, default=HOT_ROWS, help="rows in the hot set (4)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--modes", help=f"comma-separated subset of {','.join(MODES)} (pessimistic is always run)"
+    )
+    parser.add_argument(
+        "--workloads", help="one row, hot set, or both (default)", default=",".join(WORKLOADS)
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
+        modes = (
+            MODES
+            if not args.modes
+            else tuple(m for m in MODES if m in [*args.modes.split(","), "pessimistic"])
+        )
+        workloads = tuple(w for w in WORKLOADS if w in args.workloads.split(","))
         outcomes = bench_database(
-            args.child, args.procs, args.increments, args.rounds, args.keep, args.hot_rows
+            args.child, args.procs, args.increments, args.rounds, args.keep, args.hot_rows, modes, workloads
         )
         print(json.dumps([o.__dict__ for o in outcomes]))
         return 0
@@ -416,12 +451,18 @@ def main() -> int:
     # One interpreter per database: the Django settings are fixed per process.
     outcomes = []
     for db in args.db or ["postgresql", "mariadb", "sqlite"]:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"... {db}: {args.procs} processes x {args.increments} increments", file=sys.stderr, flush=True)
         cmd = [sys.executable, __file__, "--child", db, "-p", str(args.procs), "-k", str(args.increments)]
-        cmd += ["--rounds", str(args.rounds), "--hot-rows", str(args.hot_rows)]
+        cmd += ["--rounds", str(args.rounds), "--hot-rows", str(args.hot_rows), "--workloads", args.workloads]
+        cmd += ["--modes", args.modes] if args.modes else []
         cmd += ["--keep"] if args.keep else []
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
         found = [Outcome(**o) for o in json.loads(out.strip().splitlines()[-1])]
+        print(
+            f"load average before {load}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            file=sys.stderr,
+        )
         print_table(summarize(found), file=sys.stderr)
         outcomes += found
     rows = summarize(outcomes)

@@ -9,7 +9,6 @@ from typing import Any, TypeVar, cast
 
 from django.db import models
 
-from . import _verify
 from .core.model import prepare_subclass
 from .core.options import (
     ConcurrencyOptions,
@@ -21,6 +20,7 @@ from .core.options import (
     pop,
     push,
 )
+from .core.verify import VerifyUnchanged, verify
 from .core.versions import current_version
 from .exceptions import RecordModifiedError
 from .retry import retry_on_conflict
@@ -177,7 +177,7 @@ class concurrency_disable_increment(_Toggle):  # noqa: N801 - public name kept f
     var = increments_off
 
 
-def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
+def verify_unchanged(*instances: models.Model) -> VerifyUnchanged:
     """Check that the rows of ``instances`` still hold their versions, and lock them.
 
     For rows a decision was read from but that are not written (write skew):
@@ -194,5 +194,5 @@ def verify_unchanged(*instances: models.Model) -> _verify.VerifyUnchanged:
     runs its block in ``atomic()`` and verifies the instances again at exit,
     before the block's writes commit.
     """
-    _verify.verify(instances)
-    return _verify.VerifyUnchanged(instances)
+    verify(instances)
+    return VerifyUnchanged(instances)

@@ -12,12 +12,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection, connections, models, transaction
 from django.test import TestCase, TransactionTestCase
+from django.test.utils import CaptureQueriesContext
 
 from concurrency import retry as retry_module
 from concurrency.api import retry_on_conflict
 from concurrency.exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+from concurrency.retry.hot import HotRows
 from concurrency.signals import conflict_detected
-from tests.demo.models import Category, Counter, Stock
+from tests.demo.models import Category, Counter, ExplicitPk, Stock
 from tests.support import workers
 from tests.support.races import raised, run_together
 
@@ -338,6 +340,11 @@ def _in_other_connection(work: Any) -> Any:
     return outcome
 
 
+def _bookkeeping(sql: str) -> bool:
+    """Return whether ``sql`` is transaction control rather than the attempt's work."""
+    return sql.split(None, 1)[0].upper() in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "SET")
+
+
 def _write_behind(pk: int) -> None:
     """Increment the counter from another connection, committed, as another process would."""
 
@@ -414,6 +421,119 @@ class LockOnRetryTests(TransactionTestCase):
         assert Counter.objects.get(pk=hot).value == 12
         assert Counter.objects.get(pk=cold).value == 1
 
+    def test_a_hot_call_locks_with_one_statement_before_its_own(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk = Counter.objects.create(name="c").pk
+        calls = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            calls.append(pk)
+            row = Counter.objects.get(pk=pk)
+            if len(calls) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)
+        with CaptureQueriesContext(connection) as queries:
+            increment(pk)
+        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        lock = " " + connection.ops.for_update_sql()
+        table, key = Counter._meta.db_table, connection.ops.quote_name("id")
+        assert sent[0] == f"SELECT {key} FROM {connection.ops.quote_name(table)} WHERE {key} IN ({pk}){lock}"
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "SELECT", "UPDATE"]
+        assert len(calls) == 3
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+
+    def test_a_hot_call_reading_through_locked_sends_what_select_for_update_does(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            row = retry_module.locked(Counter.objects).get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)  # optimistic (locked() changes nothing), refused, then locked by the wrapper
+        assert locked == [False, True]
+        with CaptureQueriesContext(connection) as queries:
+            increment(pk)
+        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        # The function's own read took the lock: no locking read of the wrapper's.
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
+        assert sent[0].endswith(connection.ops.for_update_sql())
+        assert locked == [False, True, True]
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        # Outside retry_on_conflict, locked() is the queryset as it is.
+        assert "FOR UPDATE" not in str(retry_module.locked(Counter.objects.filter(pk=pk)).query)
+
+    def test_a_wrapped_call_inside_a_hot_attempt_is_not_hot_itself(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk, other = (Counter.objects.create(name=name).pk for name in ("hot", "other"))
+        inner_locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2)
+        def inner() -> None:
+            inner_locked.append(
+                "FOR UPDATE" in str(retry_module.locked(Counter.objects.filter(pk=other)).query)
+            )
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            row = Counter.objects.get(pk=pk)
+            inner()
+            if len(inner_locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)
+        increment(pk)  # hot: the wrapper locks the row; inner() runs as an ordinary call
+        assert inner_locked == [False, False, False]
+        assert Counter.objects.get(pk=pk).value == 12
+
+    def test_rows_keyed_by_text_are_locked_and_a_gone_one_found(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite has no row locks to find")
+        code = ExplicitPk.objects.create(code="c-1", name="a").code
+        locked: list[bool] = []
+
+        def taken() -> bool:
+            def probe() -> None:
+                with transaction.atomic():
+                    list(ExplicitPk.objects.select_for_update(nowait=True).filter(pk=code))
+
+            return isinstance(_in_other_connection(probe), DatabaseError)
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def rename(code: str) -> None:
+            row = ExplicitPk.objects.get(pk=code)
+            locked.append(taken())
+            if len(locked) == 1:
+                _in_other_connection(
+                    lambda: ExplicitPk.objects.filter(pk=code).update(version=models.F("version") + 1)
+                )
+            row.name += "!"
+            row.save()
+
+        rename(code)
+        rename(code)
+        assert locked == [False, True, True]
+        assert ExplicitPk.objects.values_list("name", "version").get() == ("a!!", 4)
+        # Deleted while hot: the lock finds no row, and the function tells what it finds itself.
+        ExplicitPk.objects.all().delete()
+        with pytest.raises(ExplicitPk.DoesNotExist):
+            rename(code)
+
     def test_a_call_after_the_hot_window_is_optimistic_again(self) -> None:
         if connection.vendor == "sqlite":
             pytest.skip("SQLite has no row locks to find")
@@ -430,11 +550,11 @@ class LockOnRetryTests(TransactionTestCase):
             row.save()
 
         increment()
-        hot_for, retry_module._HotRows.HOT_FOR = retry_module._HotRows.HOT_FOR, 0.0
+        hot_for, HotRows.HOT_FOR = HotRows.HOT_FOR, 0.0
         try:
             increment()
         finally:
-            retry_module._HotRows.HOT_FOR = hot_for
+            HotRows.HOT_FOR = hot_for
         assert locked == [False, True, False]
         assert Counter.objects.get(pk=pk).value == 12
 

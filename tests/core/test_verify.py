@@ -182,6 +182,34 @@ class VerifyTests(TestCase):
                 assert info.value.target is rows[1]
                 assert (info.value.version, info.value.db_version) == (1, 2)
 
+    def test_integer_keys_given_as_text_are_verified_as_the_row_they_name(self) -> None:
+        named = Doctor(pk=str(self.bob.pk), name="Bob", shift="night", version=1)
+        named._state.adding, named._state.db = False, "default"
+        with transaction.atomic():
+            verify_unchanged(self.alice, named)
+        _bump(self.bob)
+        with pytest.raises(RecordModifiedError) as info, transaction.atomic():
+            verify_unchanged(self.alice, named)
+        assert info.value.target is named
+        assert (info.value.version, info.value.db_version) == (1, 2)
+
+    def test_more_rows_than_sqlite_binds_parameters_for_are_one_statement(self) -> None:
+        # SQLite before 3.32 binds at most 999 parameters; the keys are sent as digits.
+        Doctor.objects.bulk_create(Doctor(name=f"d{i}", shift="day") for i in range(1200))
+        doctors = list(Doctor.objects.all())
+        assert len(doctors) == 1202
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            verify_unchanged(*doctors)
+        statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+        # (SQLite's write lock is the test's: bulk_create took it.)
+        assert [sql.split(None, 1)[0] for sql in statements] == ["SELECT"]
+        assert str(doctors[-1].pk) in statements[0]
+        Doctor.objects.filter(pk=doctors[600].pk).delete()
+        with pytest.raises(RecordDeletedError) as info, transaction.atomic():
+            verify_unchanged(*doctors)
+        assert info.value.target is doctors[600]
+        assert set(Doctor.objects.values_list("version", flat=True)) == {1}
+
     def test_a_row_loaded_without_its_version_is_refused_as_its_save_is(self) -> None:
         def late() -> Doctor:
             doctor = Doctor.objects.only("name").get(pk=self.bob.pk)

@@ -15,7 +15,6 @@ partial writes behind and does not break an enclosing ``atomic()`` block::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
@@ -30,15 +29,19 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import connections, router
 from django.db.models import Model
 
-from .core.options import options_of
-from .exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
-from .transaction import atomic
+from ..core.locks import GoneError, lock_rows
+from ..core.options import options_of
+from ..exceptions import BulkUpdateConflictError, RecordDeletedError, RecordModifiedError
+from ..transaction import atomic
 
-__all__ = ["retry_on_conflict"]
+__all__ = ["locked", "retry_on_conflict"]
+
+from .hot import HotLock, HotRows, hot_lock, locked, refused_instances
 
 logger = logging.getLogger("concurrency")
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class _Policy:
         the error names are read with ``SELECT ... FOR UPDATE`` instead, which
         refreshes them (see ``lock``).
         """
-        stale = _refused_instances(error)
+        stale = refused_instances(error)
         if lock:
             self.lock([(type(instance), instance.pk, instance) for instance in stale])
         if not self.refresh:
@@ -125,24 +128,30 @@ class _Policy:
         Called inside an attempt's transaction, in one order (model, pk)
         whichever process calls it, so two attempts locking the same rows do
         not deadlock on them. An instance is refreshed by the locking read
-        (unless ``refresh=False``); a row without one is only locked. A row
-        that no longer exists raises ``_GoneError``. On a database whose
-        connection is not in a transaction (another database than ``using``)
-        or that has no row locks (SQLite), the instance is only refreshed.
+        (unless ``refresh=False``); the other rows of a model are only locked,
+        by one prebuilt statement (no queryset to compile: on a hot row it
+        runs under the previous holder's lock). A row that no longer exists
+        raises ``GoneError``. On a database whose connection is not in a
+        transaction (another database than ``using``) or that has no row
+        locks (SQLite), the instance is only refreshed.
         """
+        bare: dict[tuple[type[Model], str], list[Any]] = {}
         for model, pk, instance in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
             # From the database the write goes to, not a lagging replica.
             using = router.db_for_write(model, instance=instance)
-            rows_of: Any = model._base_manager.db_manager(using).all()
-            if connections[using].in_atomic_block:
-                rows_of = rows_of.select_for_update()
-            try:
-                if instance is not None and self.refresh:
+            connection = connections[using]
+            if instance is not None and self.refresh:
+                rows_of: Any = model._base_manager.db_manager(using).all()
+                if connection.in_atomic_block:
+                    rows_of = rows_of.select_for_update()
+                try:
                     instance.refresh_from_db(using=using, from_queryset=rows_of)
-                elif not rows_of.filter(pk=pk).values_list("pk").exists():
-                    raise _GoneError
-            except ObjectDoesNotExist:
-                raise _GoneError from None
+                except ObjectDoesNotExist:
+                    raise GoneError from None
+            else:
+                bare.setdefault((model, using), []).append(pk)
+        for (model, using), keys in bare.items():
+            lock_rows(connections[using], model, keys)
 
     def attempt(
         self,
@@ -159,13 +168,22 @@ class _Policy:
                 # lock_on_retry: this attempt starts by locking the rows the last one was refused on.
                 try:
                     self.reload(refused, args, kwargs, lock=True)
-                except _GoneError:
+                except GoneError:
                     raise refused from None
             elif hot:
-                # lock_on_retry: a call like one refused a moment ago locks those rows first.
-                with contextlib.suppress(_GoneError):  # Deleted since: the function finds out itself.
-                    self.lock([(model, pk, None) for model, pk in hot])
-            return func(*args, **kwargs)
+                # lock_on_retry: a call like one refused a moment ago locks those rows
+                # before its first statement, unless the function reads them through
+                # locked(), whose SELECT ... FOR UPDATE locks them itself.
+                with HotLock(hot):
+                    return func(*args, **kwargs)
+            if hot_lock.get() is None:
+                return func(*args, **kwargs)
+            # A wrapped call inside a hot attempt: its rows are not this attempt's to lock.
+            token = hot_lock.set(None)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                hot_lock.reset(token)
 
     def after(self, error: RecordModifiedError, args: Any, kwargs: Any) -> RecordModifiedError | None:
         """Prepare the next attempt after ``error``; return the error it must start by locking.
@@ -179,7 +197,7 @@ class _Policy:
         return None
 
     def _wrap_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        hot = _HotRows()
+        hot = HotRows()
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -233,57 +251,6 @@ class _Policy:
                 attempt += 1
 
         return wrapper
-
-
-class _GoneError(Exception):
-    """A row to lock no longer exists."""
-
-
-def _refused_instances(error: RecordModifiedError) -> list[Model]:
-    """Return the instances ``error`` was raised for: its target, or each of a bulk conflict's objects."""
-    named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
-    return [instance for instance in named if instance is not None]
-
-
-class _HotRows:
-    """The rows that calls of one wrapped function were refused on lately, by the call's arguments.
-
-    With ``lock_on_retry``, a call with the same (hashable) arguments as one
-    refused less than ``HOT_FOR`` seconds ago locks those rows in its first
-    attempt already: on a hot row, most first attempts would lose, and the
-    attempt after a conflict locks anyway. A call that conflicts again renews
-    the entry; when it has expired the next call is optimistic again.
-    """
-
-    HOT_FOR = 1.0
-    SIZE = 256
-
-    def __init__(self) -> None:
-        self.rows: dict[Any, tuple[float, tuple[tuple[type[Model], Any], ...]]] = {}
-
-    @staticmethod
-    def key(args: Any, kwargs: dict[str, Any]) -> Any:
-        key = (args, frozenset(kwargs.items()))
-        try:
-            hash(key)
-        except TypeError:  # a list argument, an unsaved instance: nothing to remember by
-            return None
-        return key
-
-    def get(self, key: Any) -> tuple[tuple[type[Model], Any], ...]:
-        if key is None:
-            return ()
-        refused_at, rows = self.rows.get(key, (0.0, ()))
-        return rows if time.monotonic() - refused_at < self.HOT_FOR else ()
-
-    def remember(self, key: Any, error: RecordModifiedError) -> None:
-        if key is None:
-            return
-        rows = tuple((type(instance), instance.pk) for instance in _refused_instances(error))
-        self.rows.pop(key, None)
-        self.rows[key] = (time.monotonic(), rows)
-        while len(self.rows) > self.SIZE:
-            self.rows.pop(next(iter(self.rows)), None)
 
 
 def _versioned_instances(args: Any, kwargs: dict[str, Any]) -> list[Any]:
