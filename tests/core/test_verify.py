@@ -78,6 +78,22 @@ class VerifyTests(TestCase):
         assert info.value.db_version is None
         assert str(info.value) == f"demo.Doctor {self.alice.pk} was deleted after it was read at version 1."
 
+    def test_the_callback_hears_of_the_refused_row(self) -> None:
+        from django.test import override_settings
+
+        from tests.core.test_save import calls
+
+        calls.clear()
+        _bump(self.bob)
+        with (
+            override_settings(CONCURRENCY_CALLBACK="tests.core.test_save.returning_true"),
+            pytest.raises(RecordModifiedError) as info,
+            transaction.atomic(),
+        ):
+            verify_unchanged(self.alice, self.bob)
+        assert calls == [self.bob]
+        assert info.value.target is self.bob
+
     def test_the_first_stale_instance_in_argument_order_is_named(self) -> None:
         _bump(self.alice)
         _bump(self.bob)
