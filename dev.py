@@ -25,6 +25,7 @@ Only the standard library is used here, so it runs on a fresh machine.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
@@ -51,6 +52,14 @@ def setup(groups: list[str]) -> Path:
     pyproject.toml and Django requirement: `demo` after `test` reuses what `test` installed.
     """
     venv = venv_dir()
+    venv.mkdir(parents=True, exist_ok=True)
+    # One installer at a time per virtualenv: CI runs several legs on one venv at once.
+    with open(venv / ".setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install(venv, groups)
+
+
+def _install(venv: Path, groups: list[str]) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         run(os.environ.get("CONCURRENCY_PYTHON", sys.executable), "-m", "venv", venv)
