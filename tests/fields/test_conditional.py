@@ -16,6 +16,7 @@ from django.test import TestCase, TransactionTestCase
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
 from concurrency.api import concurrency_disable_increment, disable_concurrency
+from concurrency.compat import DJANGO_61
 from concurrency.exceptions import RecordModifiedError
 from concurrency.fields import ConditionalVersionField
 from concurrency.managers import VersionedManager
@@ -184,6 +185,19 @@ class LoadedRowTests(TestCase):
         with CaptureQueriesContext(connection) as ctx:
             obj.save()
         return _one_update(ctx)
+
+    @pytest.mark.skipif(not DJANGO_61, reason="fetch modes are new in Django 6.1")
+    def test_loading_keeps_django_s_fetch_mode(self) -> None:
+        import warnings
+
+        from django.db.models import FETCH_PEERS
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "from_db() must accept a fetch_mode keyword"
+            loaded = list(ConditionalArticle.objects.fetch_mode(FETCH_PEERS).filter(pk=self.article.pk))
+        assert loaded[0]._state.fetch_mode is FETCH_PEERS
+        loaded[0].title = "new"
+        assert not _compared_in_sql(self._save(loaded[0]))
 
     def test_changed_saves_are_plain_updates_unchanged_ones_compare_in_sql(self) -> None:
         self.article.title = "new"

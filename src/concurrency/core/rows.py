@@ -88,8 +88,9 @@ def keep_loaded_rows(model: Any) -> None:
 def _keeping_rows(from_db: Any) -> Any:
     build = from_db.__func__
 
-    def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any]) -> Any:
-        instance = build(cls, db, field_names, values)
+    # Keyword arguments pass through: Django 6.1 gives ``fetch_mode`` to a from_db() that takes it.
+    def from_db_keeping_row(cls: Any, db: str, field_names: Any, values: Sequence[Any], **kwargs: Any) -> Any:
+        instance = build(cls, db, field_names, values, **kwargs)
         # With deferred fields the row is shorter than the model's: never trusted (loaded_row).
         instance._state.__dict__[ROW] = _Row(values)
         return instance
