@@ -248,7 +248,9 @@ class TestKilledWorker:
 
     def test_workers_killed_while_incrementing_lose_no_acknowledged_increment(self) -> None:
         pk = Counter.objects.create(name="c").pk
-        acknowledged = multiprocessing.get_context("spawn").Array("i", 3)
+        # Without a lock: each worker writes its own slot, and a worker killed while holding
+        # the array's lock would leave every later read of it waiting forever.
+        acknowledged = multiprocessing.get_context("spawn").Array("i", 3, lock=False)
         children = [_spawn(workers.hammer, pk, acknowledged, n) for n in range(3)]
         for child in children:
             child.start()
