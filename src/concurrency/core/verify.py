@@ -27,7 +27,14 @@ from django.db import connections, router, transaction
 from django.db.models import Model
 from django.utils.translation import gettext
 
-from .locks import integer_keys, needs_write_lock, sql_select_versions, sql_share_lock, sql_write_lock
+from .locks import (
+    integer_keys,
+    needs_write_lock,
+    prepared_keys,
+    sql_select_versions,
+    sql_share_lock,
+    sql_write_lock,
+)
 from .options import is_checked, options, options_of
 from .refusal import conflict
 from .tracking import version_to_check
@@ -83,11 +90,7 @@ def _verify_model(model: type[Model], using: str, group: list[tuple[Model, Any]]
     if not held:
         return
     connection = connections[using]
-    keys = list(dict.fromkeys(key for _obj, key, _version, _checked in held))
-    if not integer:
-        keys = [
-            pk.get_db_prep_value(key, connection, prepared=True) for key in keys
-        ]  # to_python() prepared them
+    keys, _integer = prepared_keys(connection, model, [key for _obj, key, _version, _checked in held])
     sql, params = sql_select_versions(connection, model, field, keys, integer)
     with connection.cursor() as cursor:
         if needs_write_lock(connection):
