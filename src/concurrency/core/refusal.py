@@ -38,12 +38,17 @@ def announce(instance: Any, version: Any, db_version: Any, deleted: bool) -> Non
 
 
 def conflict(
-    instance: Any, version: Any, using: str, *, message: str | None = None, current: list[Any] | None = None
+    instance: Any,
+    version: Any,
+    using: str | None = None,
+    *,
+    message: str | None = None,
+    current: list[Any] | None = None,
 ) -> RecordModifiedError:
     """Announce a refused write of ``instance`` at ``version`` and return its error.
 
     ``current`` is ``[version]`` of the row as the database holds it, ``[]``
-    when it is gone; read from ``using`` when not given.
+    when it is gone; read from ``using`` (the database the write goes to) when not given.
     """
     if current is None:
         current = current_version(instance, using)

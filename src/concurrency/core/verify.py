@@ -115,7 +115,7 @@ def _refuse(instance: Model, version: Any, db_version: Any, deleted: bool) -> No
     else:
         message = gettext("%(row)s changed after it was read (version %(version)s, now %(db_version)s).")
     text = message % {"row": row, "version": version, "db_version": db_version}
-    raise conflict(instance, version, "", message=text, current=[] if deleted else [db_version])
+    raise conflict(instance, version, message=text, current=[] if deleted else [db_version])
 
 
 class VerifyUnchanged:
