@@ -33,6 +33,14 @@ interleaved, medians over rounds).
     python bench/contention.py -p 8 -k 1000 --rounds 1
     python bench/contention.py --db postgresql --rounds 5
     python bench/contention.py --db galera --db postgresql-replica --db pgbouncer
+    python bench/contention.py --insn --db postgresql --db mariadb
+
+``--insn`` counts instead the client instructions of one increment in one
+process (``valgrind --tool=callgrind``, each mode's loop counted alone through
+``sys.call_tracing()``): ``select_for_update()`` against a hot call of the
+``lock_on_retry`` and ``locked()`` functions (one refused a moment ago, so its
+first attempt locks), with the statements each sends. Steady where the rates
+of a shared machine are not.
 
 The cluster setups need ``python3 dev.py cluster up``. On ``galera`` worker n
 connects to node n % 3 + 1 (multi-primary: every node takes writes); on
@@ -412,6 +420,101 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
     )
 
 
+INSN_MODES = ("pessimistic", "lock_on_retry", "locked()")
+
+
+def insn_driver(db: str, loops: int) -> None:
+    """Under callgrind: one hot increment per loop turn, each mode's loop inside sys.call_tracing()."""
+    setup_django(db)
+    create_database(db)
+    from django.db import connection, transaction
+    from django.db.models import F
+
+    from concurrency.retry import hot, locked, retry_on_conflict
+    from tests.demo.models import Counter, PlainCounter
+
+    hot.HotRows.HOT_FOR = 1e9  # a refused call stays hot: valgrind is slow, the window would close
+    pk = Counter.objects.create(name="hot").pk
+    plain_pk = PlainCounter.objects.create(name="hot").pk
+    behind = [True]
+
+    def refused_once(pk: int) -> None:
+        if behind.pop() if behind else False:
+            # A write that commits between this attempt's read and its save: the call is refused once.
+            Counter.objects.filter(pk=pk).update(version=F("version") + 1)
+
+    @retry_on_conflict(attempts=3, lock_on_retry=True)
+    def lock_on_retry(pk: int) -> None:
+        row = Counter.objects.get(pk=pk)
+        refused_once(pk)
+        row.value += 1
+        row.save()
+
+    @retry_on_conflict(attempts=3, lock_on_retry=True)
+    def reading_locked(pk: int) -> None:
+        row = locked(Counter.objects).get(pk=pk)
+        refused_once(pk)
+        row.value += 1
+        row.save()
+
+    def pessimistic(pk: int) -> None:
+        with transaction.atomic():
+            row = PlainCounter.objects.select_for_update().get(pk=plain_pk)
+            row.value += 1
+            row.save()
+
+    functions = {"pessimistic": pessimistic, "lock_on_retry": lock_on_retry, "locked()": reading_locked}
+    statements = {}
+    for mode in INSN_MODES:
+        function = functions[mode]
+        behind[:] = [True]
+        function(pk)  # refused once: from now on its calls are hot
+        for _ in range(3):
+            function(pk)  # warm: the first calls compile and cache
+        sent: list[str] = []
+
+        def record(execute: Any, sql: str, *rest: Any, sent: list[str] = sent) -> Any:
+            sent.append(sql)
+            return execute(sql, *rest)
+
+        with connection.execute_wrapper(record):
+            function(pk)
+        statements[mode] = [sql.split(None, 1)[0] for sql in sent]
+
+        def loop(function: Any = function) -> None:
+            for _ in range(loops):
+                function(pk)
+
+        sys.call_tracing(loop, ())
+    connection.close()
+    drop_database(db)
+    print(json.dumps(statements))
+
+
+def insn(db: str, loops: int) -> None:
+    """Print client instructions per hot increment, as ratios to select_for_update()."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--collect-atstart=no"]
+        cmd += ["--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing"]
+        cmd += [sys.executable, __file__, "--insn-driver", db, "-k", str(loops)]
+        out = subprocess.run(
+            cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+        )
+        statements = json.loads(out.stdout.strip().splitlines()[-1])
+        dumps = sorted(Path(tmp).glob("cg.*"), key=lambda p: int(p.suffix[1:]))
+        counts = {}
+        for mode, dump in zip(INSN_MODES, dumps, strict=True):
+            total = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
+            counts[mode] = int(total.split()[1]) / loops
+    print(f"\n{db}: client instructions per increment of one row ({loops} per mode, callgrind)")
+    for mode in INSN_MODES:
+        ratio = counts[mode] / counts["pessimistic"]
+        label = "select_for_update()" if mode == "pessimistic" else f"hot call, {mode}"
+        print(f"{label:<26} {counts[mode] / 1000:>7.0f}k  {ratio:.3f}x  {' + '.join(statements[mode])}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -432,8 +535,18 @@ def main() -> int:
     parser.add_argument(
         "--workloads", help="one row, hot set, or both (default)", default=",".join(WORKLOADS)
     )
+    parser.add_argument("--insn", action="store_true", help="count client instructions instead (callgrind)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--insn-driver", help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.insn_driver:
+        insn_driver(args.insn_driver, args.increments)
+        return 0
+    if args.insn:
+        for db in args.db or ["postgresql", "mariadb"]:
+            insn(db, args.increments)
+        return 0
 
     if args.child:
         modes = (

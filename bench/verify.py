@@ -188,7 +188,8 @@ def main() -> None:
     for db in dbs:
         # A fresh interpreter per database: Django is configured once per process.
         cmd = [sys.executable, __file__, "--db", db, "--rounds", str(args.rounds), "--block", str(args.block)]
-        if len(dbs) > 1:
+        if len(dbs) > 1 or args.insn:
+            # (--insn: the counting process recreates the database, which this one would hold open.)
             subprocess.run(cmd, check=True)
         else:
             run(db, args.rounds, args.block)

@@ -421,7 +421,7 @@ class LockOnRetryTests(TransactionTestCase):
         assert Counter.objects.get(pk=hot).value == 12
         assert Counter.objects.get(pk=cold).value == 1
 
-    def test_a_hot_call_locks_with_one_statement_before_its_own(self) -> None:
+    def test_a_hot_calls_own_read_of_the_row_is_the_lock(self) -> None:
         if connection.vendor == "sqlite":
             pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
         pk = Counter.objects.create(name="c").pk
@@ -440,11 +440,45 @@ class LockOnRetryTests(TransactionTestCase):
         with CaptureQueriesContext(connection) as queries:
             increment(pk)
         sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
-        lock = " " + connection.ops.for_update_sql()
-        table, key = Counter._meta.db_table, connection.ops.quote_name("id")
-        assert sent[0] == f"SELECT {key} FROM {connection.ops.quote_name(table)} WHERE {key} IN ({pk}){lock}"
-        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "SELECT", "UPDATE"]
+        # What select_for_update().get(pk=pk) and save() send: the read locks the row itself.
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
+        assert sent[0].endswith(connection.ops.for_update_sql())
         assert len(calls) == 3
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        # Once the attempt is over, the same read locks nothing.
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            Counter.objects.get(pk=pk)
+        assert "FOR UPDATE" not in queries.captured_queries[-1]["sql"]
+
+    def test_a_hot_call_reading_other_rows_first_locks_with_a_statement_of_its_own(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk = Counter.objects.create(name="c").pk
+        others = [Counter.objects.create(name=f"o{i}").pk for i in range(2)]
+        calls: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            # A read of many rows, and one of the row by key and name: neither may lock more than the row.
+            total = sum(Counter.objects.filter(name__startswith="o").values_list("value", flat=True))
+            row = Counter.objects.filter(name="c").get(pk=pk)
+            calls.append(all(not self._lock_taken_by_other(other) for other in others))
+            if len(calls) == 1:
+                _write_behind(pk)
+            row.value += 1 + total
+            row.save()
+
+        increment(pk)
+        with CaptureQueriesContext(connection) as queries:
+            increment(pk)
+        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        lock = " " + connection.ops.for_update_sql()
+        table, key = connection.ops.quote_name(Counter._meta.db_table), connection.ops.quote_name("id")
+        # The wrapper locks the row before the first statement, which reads other rows and locks nothing.
+        assert sent[0] == f"SELECT {key} FROM {table} WHERE {key} IN ({pk}){lock}"
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "SELECT", "SELECT", "UPDATE"]
+        assert not sent[1].endswith(lock) and not sent[2].endswith(lock)
+        assert calls == [True, True, True]
         assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
 
     def test_a_hot_call_reading_through_locked_sends_what_select_for_update_does(self) -> None:

@@ -12,7 +12,7 @@ keep: a row at another version than the instance holds, or missing, was
 changed or deleted, and is reported as a refused save is:
 ``RecordModifiedError`` or ``RecordDeletedError`` and the ``conflict_detected``
 signal. An instance whose save would be refused before it is sent (a version
-not loaded with the row) is refused the same way, by ``tracking.version_to_check``.
+not loaded with the row) is refused the same way, by ``tracking.versions_to_check``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from .locks import (
     sql_share_lock,
     sql_write_lock,
 )
-from .options import is_checked, options, options_of
+from .options import options, options_of
 from .refusal import conflict
-from .tracking import version_to_check
+from .tracking import versions_to_check
 from .versions import database_of
 
 _GONE = object()
@@ -55,8 +55,8 @@ def _group(instances: Iterable[Model]) -> dict[tuple[Any, str], list[tuple[Model
             meta = options_of(instance)
             if meta is None or not isinstance(instance, Model):
                 raise TypeError(f"{instance!r} is not under concurrency control (it has no version field)")
-            cls, model = type(instance), meta.field.model
-        state, key = instance._state, instance.pk
+            cls, model, attname = type(instance), meta.field.model, instance._meta.pk.attname
+        state, key = instance._state, getattr(instance, attname)
         if key is None or state.adding:
             raise ValueError(f"{instance!r} has not been saved: there is no row to verify.")
         using = database_of(instance) if routed else state.db or "default"
@@ -80,13 +80,12 @@ def _verify_model(model: type[Model], using: str, group: list[tuple[Model, Any]]
     pk: Any = model._meta.pk
     # Django's own integer keys are ints as loaded, written into the SQL as digits.
     integer = integer_keys(model)
-    held = []
-    for obj, key in group:
-        # Refused before anything is sent, as a save of the instance would be.
-        version, checked = version_to_check(obj, field, using)
-        # Unchecked: switched off (left alone), or a row without a version yet (held, not compared).
-        if checked or is_checked(obj):
-            held.append((obj, key if integer and type(key) is int else pk.to_python(key), version, checked))
+    # Refused before anything is sent, as a save of the instance would be. Left
+    # out: instances switched off. Held, not compared: rows without a version yet.
+    held = [
+        (obj, key if integer and type(key) is int else pk.to_python(key), version, checked)
+        for obj, key, version, checked in versions_to_check(group, field, using)
+    ]
     if not held:
         return
     connection = connections[using]

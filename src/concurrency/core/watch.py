@@ -5,6 +5,8 @@ SQLInsertCompiler, SQLUpdateCompiler or SQLDeleteCompiler: save(), queryset
 update()/delete(), bulk_create(), bulk_update(), related managers, cascades
 and SET_NULL alike. The compilers of every connection are subclassed once so
 that a write to a table with a watcher (aggregates.py) runs through it.
+While a hot attempt of ``retry_on_conflict`` runs, SELECTs are handed out
+through ``reading`` too.
 """
 
 from __future__ import annotations
@@ -110,11 +112,42 @@ def _watched_compiler(klass: Any, kind: str) -> type:
     return hooked
 
 
+# --- Reads: a SELECT compiled in a hot attempt (retry.hot) ---------------------
+# While ``reading`` holds an object, every SELECT the ORM compiles in this
+# thread or task asks its ``lock_read(compiler)`` first; True makes the
+# statement a locking read (``SELECT ... FOR UPDATE``). Outside, SELECTs get
+# the backend's own compiler untouched.
+reading: contextvars.ContextVar[Any] = contextvars.ContextVar("concurrency_reading", default=None)
+_read_compilers: dict[type, type] = {}
+
+
+def _reading_compiler(klass: Any) -> type:
+    hooked = _read_compilers.get(klass)
+    if hooked is not None:
+        return hooked
+
+    def as_sql(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reader = reading.get()
+        query = self.query
+        if reader is None or query.select_for_update or not reader.lock_read(self):
+            return klass.as_sql(self, *args, **kwargs)
+        # The queryset's own query: locking for this statement only.
+        query.select_for_update = True
+        try:
+            return klass.as_sql(self, *args, **kwargs)
+        finally:
+            query.select_for_update = False
+
+    hooked = _read_compilers[klass] = type(klass.__name__, (klass,), {"as_sql": as_sql})
+    return hooked
+
+
 def watch_compilers() -> None:
     """Make every backend hand out watched INSERT/UPDATE/DELETE compilers (see ``watch_writes``).
 
     On the operations class, not on connections: a query is compiled before
-    its thread's connection is opened.
+    its thread's connection is opened. SELECT compilers are handed out as
+    they are, except while ``reading`` is set.
     """
     wrap_once(BaseDatabaseOperations, "compiler", "compilers", _handing_out_watched)
 
@@ -123,7 +156,11 @@ def _handing_out_watched(original: Any) -> Any:
     def compiler(self: Any, compiler_name: str) -> Any:
         klass = original(self, compiler_name)
         kind = _KINDS.get(compiler_name)
-        return klass if kind is None else _watched_compiler(klass, kind)
+        if kind is not None:
+            return _watched_compiler(klass, kind)
+        if compiler_name == "SQLCompiler" and reading.get() is not None:
+            return _reading_compiler(klass)
+        return klass
 
     return compiler
 

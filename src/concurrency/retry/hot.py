@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import time
 from typing import Any, TypeVar
 
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+from django.db.models.expressions import Col
+from django.db.models.lookups import Exact, Lookup
+from django.db.models.sql.where import AND
 
 from ..core.locks import GoneError, lock_rows
+from ..core.watch import reading as hot_lock
 from ..exceptions import BulkUpdateConflictError, RecordModifiedError
 
 M = TypeVar("M", bound=Model)
+_ALL = object()  # every row: no one key
 
 
 class HotLock:
     """The rows a hot call's first attempt locks before the function reads them.
 
-    Active for the attempt: ``locked()`` hands the function a locking queryset
-    and takes over the rows of its model; before the attempt's first statement
-    the rest are locked by ``core.locks.lock_rows`` (a row deleted meanwhile is left to
-    the function to find).
+    Active for the attempt. The function's own read of one of the rows (a
+    query of the model by its key alone, ``Counter.objects.get(pk=pk)``, or
+    through ``locked()``) becomes the ``SELECT ... FOR UPDATE`` that locks it,
+    so the attempt sends what ``select_for_update()`` would; the rows no read
+    took over are locked by ``core.locks.lock_rows`` before the attempt's
+    first statement (a row deleted meanwhile is left to the function to find).
     """
 
     def __init__(self, rows: tuple[tuple[type[Model], Any], ...]) -> None:
-        self.rows: dict[tuple[type[Model], str], list[Any]] = {}
+        self.rows: dict[tuple[Any, str], list[Any]] = {}
         for model, pk in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
             # From the database the write goes to, not a lagging replica.
-            self.rows.setdefault((model, router.db_for_write(model)), []).append(pk)
+            self.rows.setdefault((model._meta.concrete_model, router.db_for_write(model)), []).append(pk)
         self.stack = contextlib.ExitStack()
 
     def __enter__(self) -> HotLock:
@@ -42,11 +48,33 @@ class HotLock:
         self.stack.close()
         hot_lock.reset(self.token)
 
-    def claim(self, model: type[Model], using: str) -> None:
-        """Leave the rows of ``model`` on ``using`` to the locking read the function makes of them."""
-        concrete = model._meta.concrete_model
-        for key in [key for key in self.rows if key[0]._meta.concrete_model is concrete and key[1] == using]:
-            del self.rows[key]
+    def claim(self, model: type[Model], using: str, key: Any = _ALL) -> None:
+        """Leave the row ``key`` (or every row) of ``model`` on ``using`` to the function's locking read."""
+        entry = (model._meta.concrete_model, using)
+        keys = self.rows.get(entry)
+        if keys is None:
+            return
+        if key is not _ALL and key in keys:
+            keys.remove(key)
+        if key is _ALL or not keys:
+            del self.rows[entry]
+
+    def lock_read(self, compiler: Any) -> bool:
+        """Return whether the SELECT of ``compiler`` is to lock: it reads one of the rows, and only it."""
+        query = compiler.query
+        if not self.rows or query.model is None:
+            return False
+        keys = self.rows.get((query.model._meta.concrete_model, compiler.using))
+        features = compiler.connection.features
+        if not keys or not features.has_select_for_update or not compiler.connection.in_atomic_block:
+            return False
+        if query.is_sliced and not features.supports_select_for_update_with_limit:
+            return False
+        key = row_read(query)
+        if key is _ALL or key not in keys:
+            return False
+        self.claim(query.model, compiler.using, key)
+        return True
 
     def before(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         """Lock the rows not taken over before the attempt's first statement, then run it."""
@@ -57,9 +85,36 @@ class HotLock:
         return execute(sql, params, many, context)
 
 
-hot_lock: contextvars.ContextVar[HotLock | None] = contextvars.ContextVar(
-    "concurrency_hot_lock", default=None
-)
+def row_read(query: Any) -> Any:
+    """Return the key of the one row ``query`` reads by its primary key, or ``_ALL``.
+
+    Only a plain SELECT of one table whose WHERE is ``pk = value`` (ANDed with
+    other plain comparisons of its columns) qualifies: locking it takes no row
+    but that one, the way ``select_for_update()`` of the same query would.
+    """
+    if (
+        query.subquery
+        or query.combinator
+        or query.distinct
+        or query.group_by is not None
+        or query.select_related
+        or query.annotations
+        or query.extra
+        or len(query.alias_map) != 1
+    ):
+        return _ALL
+    where = query.where
+    if where.connector != AND or where.negated:
+        return _ALL
+    key = _ALL
+    for child in where.children:
+        if not isinstance(child, Lookup) or not isinstance(child.lhs, Col):
+            return _ALL
+        if hasattr(child.rhs, "resolve_expression") or hasattr(child.rhs, "as_sql"):
+            return _ALL
+        if isinstance(child, Exact) and child.lhs.target.primary_key and child.rhs is not None:
+            key = child.rhs
+    return key
 
 
 def locked(queryset: QuerySet[M]) -> QuerySet[M]:
