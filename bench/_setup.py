@@ -131,3 +131,22 @@ def cli(
     for db in dbs:
         cmd = [sys.argv[0], "--db", db, "--rounds", str(args.rounds), "--block", str(args.block)]
         subprocess.run([sys.executable, *cmd], check=True)
+
+
+def callgrind(cmd: list[str], **run: Any) -> tuple[str, list[int]]:
+    """Run ``cmd`` under ``valgrind --tool=callgrind``; return its output and the instructions
+    of each ``sys.call_tracing()`` call it made, in order (the loops a driver counts alone)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        counting = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--collect-atstart=no"]
+        counting += ["--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing"]
+        out = subprocess.run(
+            counting + cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **run
+        ).stdout
+        dumps = sorted(Path(tmp).glob("cg.*"), key=lambda p: int(p.suffix[1:]))
+        totals = []
+        for dump in dumps:
+            total = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
+            totals.append(int(total.split()[1]))
+    return out, totals

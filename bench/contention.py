@@ -493,21 +493,14 @@ def insn_driver(db: str, loops: int) -> None:
 
 def insn(db: str, loops: int) -> None:
     """Print client instructions per hot increment, as ratios to select_for_update()."""
-    import tempfile
+    sys.path.insert(0, str(ROOT / "bench"))
+    import _setup
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--collect-atstart=no"]
-        cmd += ["--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing"]
-        cmd += [sys.executable, __file__, "--insn-driver", db, "-k", str(loops)]
-        out = subprocess.run(
-            cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
-        )
-        statements = json.loads(out.stdout.strip().splitlines()[-1])
-        dumps = sorted(Path(tmp).glob("cg.*"), key=lambda p: int(p.suffix[1:]))
-        counts = {}
-        for mode, dump in zip(INSN_MODES, dumps, strict=True):
-            total = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
-            counts[mode] = int(total.split()[1]) / loops
+    out, totals = _setup.callgrind(
+        [sys.executable, __file__, "--insn-driver", db, "-k", str(loops)], cwd=ROOT
+    )
+    statements = json.loads(out.strip().splitlines()[-1])
+    counts = {mode: total / loops for mode, total in zip(INSN_MODES, totals, strict=True)}
     print(f"\n{db}: client instructions per increment of one row ({loops} per mode, callgrind)")
     for mode in INSN_MODES:
         ratio = counts[mode] / counts["pessimistic"]

@@ -31,9 +31,7 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import _setup
@@ -140,17 +138,9 @@ def drive_insn(db: str, loops: int) -> None:
 
 def insn(db: str, loops: int) -> None:
     """Print client instructions per transaction, and the ratios to plain Django."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--collect-atstart=no"]
-        cmd += ["--toggle-collect=sys_call_tracing", "--dump-after=sys_call_tracing"]
-        cmd += [sys.executable, __file__, "--driver", "--db", db, "--loops", str(loops)]
-        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        variants = [tuple(v) for v in json.loads(out.stdout.strip().splitlines()[-1])]
-        dumps = sorted(Path(tmp).glob("cg.*"), key=lambda p: int(p.suffix[1:]))
-        counts = {}
-        for variant, dump in zip(variants, dumps, strict=True):
-            total = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
-            counts[variant] = int(total.split()[1]) / loops
+    out, totals = _setup.callgrind([sys.executable, __file__, "--driver", "--db", db, "--loops", str(loops)])
+    variants = [tuple(v) for v in json.loads(out.strip().splitlines()[-1])]
+    counts = {variant: total / loops for variant, total in zip(variants, totals, strict=True)}
     print(f"\n{db}: client instructions per transaction (callgrind, {loops} per variant)")
     print(f"{'rows read':>9} {'plain':>9} {'guarded':>9} {'ratio':>6} {'sfu':>9} {'ratio':>6}  check alone")
     for n in SIZES:

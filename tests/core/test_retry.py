@@ -450,6 +450,30 @@ class LockOnRetryTests(TransactionTestCase):
             Counter.objects.get(pk=pk)
         assert "FOR UPDATE" not in queries.captured_queries[-1]["sql"]
 
+    def test_a_hot_calls_read_by_key_and_other_columns_is_the_lock_too(self) -> None:
+        if connection.vendor == "sqlite":
+            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
+        pk = Counter.objects.create(name="c").pk
+        locked: list[bool] = []
+
+        @retry_on_conflict(attempts=2, lock_on_retry=True)
+        def increment(pk: int) -> None:
+            row = Counter.objects.filter(name="c", value__gte=0).get(pk=pk)
+            locked.append(self._lock_taken_by_other(pk))
+            if len(locked) == 1:
+                _write_behind(pk)
+            row.value += 1
+            row.save()
+
+        increment(pk)
+        with CaptureQueriesContext(connection) as queries:
+            increment(pk)
+        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
+        assert sent[0].endswith(connection.ops.for_update_sql())
+        assert locked == [False, True, True]
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+
     def test_a_hot_call_reading_other_rows_first_locks_with_a_statement_of_its_own(self) -> None:
         if connection.vendor == "sqlite":
             pytest.skip("SQLite admits one writer: no other connection can write during an attempt")

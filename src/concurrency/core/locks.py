@@ -102,6 +102,8 @@ def prepared_keys(connection: Any, model: type[Model], keys: list[Any]) -> tuple
     """Return ``keys`` without repeats, prepared for ``sql_where_keys``, and whether they are integers."""
     pk: Any = model._meta.pk
     integer = integer_keys(model)
+    if integer and set(map(type, keys)) <= {int}:
+        return list(dict.fromkeys(keys)), True
     keys = list(dict.fromkeys(key if integer and type(key) is int else pk.to_python(key) for key in keys))
     if not integer:
         keys = [pk.get_db_prep_value(key, connection, prepared=True) for key in keys]

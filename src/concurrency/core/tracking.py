@@ -34,7 +34,7 @@ from .options import VersionFieldHooks, checks_off, is_checked, options
 from .refusal import raise_conflict
 from .roots import record_root_write, root_write
 from .rows import follow_row, forget_loaded_row
-from .versions import storable
+from .versions import VERSION_RANGE, storable
 
 WRITES = "_concurrency_writes"
 # Set on an instance whose deferred version was loaded after the rest of its row.
@@ -161,13 +161,12 @@ def versions_to_check(
                 yield instance, carried, old, checked
         return
     attname, required, on = field.attname, conf.VERSION_FIELD_REQUIRED, conf.ENABLED
-    kinds: dict[type, tuple[bool, bool]] = {}
+    cls: Any = None
     for instance, carried in items:
-        kind = kinds.get(type(instance))
-        if kind is None:
-            meta = options(instance)
-            kind = kinds[type(instance)] = (on and meta.enabled, meta.is_root)
-        enabled, root = kind
+        if type(instance) is not cls:
+            # Once per run of one class: the rows of a decision mostly share one.
+            cls, meta = type(instance), options(instance)
+            enabled, root = on and meta.enabled, meta.is_root
         if not enabled:
             forget_loaded_row(instance)
             continue
@@ -178,7 +177,9 @@ def versions_to_check(
             settle(instance)
         old = data[attname]
         if old or required:
-            yield instance, carried, _checked_version(instance, field, using, old, root), True
+            if root or type(old) is not int or old not in VERSION_RANGE:
+                old = _checked_version(instance, field, using, old, root)
+            yield instance, carried, old, True
         else:
             forget_loaded_row(instance)
             yield instance, carried, old, False

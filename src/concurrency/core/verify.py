@@ -44,9 +44,11 @@ _GONE = object()
 
 
 def _group(instances: Iterable[Model]) -> dict[tuple[Any, str], list[tuple[Model, Any]]]:
-    """Group ``(instance, pk)`` by the model holding the version column and the database."""
+    """Group ``(instance, key)`` by the model holding the version column and the database."""
     groups: dict[tuple[Any, str], list[tuple[Model, Any]]] = {}
     cls: Any = None
+    last: tuple[Any, str] | None = None
+    group: list[tuple[Model, Any]] = []
     # Where the rows are written, which is where they are locked: with routers, not a replica.
     routed = bool(router.routers)
     for instance in instances:
@@ -55,12 +57,19 @@ def _group(instances: Iterable[Model]) -> dict[tuple[Any, str], list[tuple[Model
             meta = options_of(instance)
             if meta is None or not isinstance(instance, Model):
                 raise TypeError(f"{instance!r} is not under concurrency control (it has no version field)")
-            cls, model, attname = type(instance), meta.field.model, instance._meta.pk.attname
+            cls, model, pk = type(instance), meta.field.model, instance._meta.pk
+            attname, integer = pk.attname, integer_keys(model)
         state, key = instance._state, getattr(instance, attname)
         if key is None or state.adding:
             raise ValueError(f"{instance!r} has not been saved: there is no row to verify.")
+        if not integer or type(key) is not int:
+            # As the rows are read back: Django's own integer keys are ints as loaded.
+            key = pk.to_python(key)
         using = database_of(instance) if routed else state.db or "default"
-        groups.setdefault((model, using), []).append((instance, key))
+        if (model, using) != last:
+            last = (model, using)
+            group = groups.setdefault(last, [])
+        group.append((instance, key))
     return groups
 
 
@@ -78,18 +87,13 @@ def verify(instances: Iterable[Model]) -> None:
 def _verify_model(model: type[Model], using: str, group: list[tuple[Model, Any]]) -> None:
     field = options(model).field
     pk: Any = model._meta.pk
-    # Django's own integer keys are ints as loaded, written into the SQL as digits.
-    integer = integer_keys(model)
     # Refused before anything is sent, as a save of the instance would be. Left
     # out: instances switched off. Held, not compared: rows without a version yet.
-    held = [
-        (obj, key if integer and type(key) is int else pk.to_python(key), version, checked)
-        for obj, key, version, checked in versions_to_check(group, field, using)
-    ]
+    held = list(versions_to_check(group, field, using))
     if not held:
         return
     connection = connections[using]
-    keys, _integer = prepared_keys(connection, model, [key for _obj, key, _version, _checked in held])
+    keys, integer = prepared_keys(connection, model, [key for _obj, key, _version, _checked in held])
     sql, params = sql_select_versions(connection, model, field, keys, integer)
     with connection.cursor() as cursor:
         if needs_write_lock(connection):

@@ -36,7 +36,7 @@ from ..transaction import atomic
 
 __all__ = ["locked", "retry_on_conflict"]
 
-from .hot import HotLock, HotRows, hot_lock, locked, refused_instances
+from .hot import HotLock, HotRows, HotSet, hot_lock, locked, refused_instances
 
 logger = logging.getLogger("concurrency")
 
@@ -159,7 +159,7 @@ class _Policy:
         args: Any,
         kwargs: Any,
         refused: RecordModifiedError | None = None,
-        hot: tuple[tuple[type[Model], Any], ...] = (),
+        hot: HotSet = (),
     ) -> Any:
         # concurrency.transaction.atomic: a transaction a cluster rolled back for a
         # concurrent write (Galera certification) is a conflict like any other.

@@ -31,21 +31,20 @@ class HotLock:
     first statement (a row deleted meanwhile is left to the function to find).
     """
 
-    def __init__(self, rows: tuple[tuple[type[Model], Any], ...]) -> None:
-        self.rows: dict[tuple[Any, str], list[Any]] = {}
-        for model, pk in sorted(rows, key=lambda row: (row[0]._meta.label, str(row[1]))):
-            # From the database the write goes to, not a lagging replica.
-            self.rows.setdefault((model._meta.concrete_model, router.db_for_write(model)), []).append(pk)
-        self.stack = contextlib.ExitStack()
+    def __init__(self, rows: HotSet) -> None:
+        self.rows = {entry: list(keys) for entry, keys in rows}
+        self.usings = tuple(dict.fromkeys(using for (_model, using), _keys in rows))
 
     def __enter__(self) -> HotLock:
         self.token = hot_lock.set(self)
-        for using in dict.fromkeys(using for _model, using in self.rows):
-            self.stack.enter_context(connections[using].execute_wrapper(self.before))
+        # What connection.execute_wrapper() does, without a context manager per attempt.
+        for using in self.usings:
+            connections[using].execute_wrappers.append(self.before)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stack.close()
+        for using in reversed(self.usings):
+            connections[using].execute_wrappers.pop()
         hot_lock.reset(self.token)
 
     def claim(self, model: type[Model], using: str, key: Any = _ALL) -> None:
@@ -134,6 +133,21 @@ def locked(queryset: QuerySet[M]) -> QuerySet[M]:
     return locking
 
 
+# The rows a hot call locks: ((concrete model, database), keys) in one order (model, then key)
+# whichever process locks them, so two hot calls do not deadlock on them.
+HotSet = tuple[tuple[tuple[Any, str], tuple[Any, ...]], ...]
+
+
+def hot_set(instances: list[Model]) -> HotSet:
+    """Return the rows of ``instances`` as a hot call locks them: worked out once, when refused."""
+    rows: dict[tuple[Any, str], list[Any]] = {}
+    for instance in sorted(instances, key=lambda row: (row._meta.label, str(row.pk))):
+        model = type(instance)
+        # From the database the write goes to, not a lagging replica.
+        rows.setdefault((model._meta.concrete_model, router.db_for_write(model)), []).append(instance.pk)
+    return tuple((entry, tuple(keys)) for entry, keys in rows.items())
+
+
 def refused_instances(error: RecordModifiedError) -> list[Model]:
     """Return the instances ``error`` was raised for: its target, or each of a bulk conflict's objects."""
     named = error.objects if isinstance(error, BulkUpdateConflictError) else [error.target]
@@ -154,7 +168,7 @@ class HotRows:
     SIZE = 256
 
     def __init__(self) -> None:
-        self.rows: dict[Any, tuple[float, tuple[tuple[type[Model], Any], ...]]] = {}
+        self.rows: dict[Any, tuple[float, HotSet]] = {}
 
     @staticmethod
     def key(args: Any, kwargs: dict[str, Any]) -> Any:
@@ -165,7 +179,7 @@ class HotRows:
             return None
         return key
 
-    def get(self, key: Any) -> tuple[tuple[type[Model], Any], ...]:
+    def get(self, key: Any) -> HotSet:
         if key is None:
             return ()
         refused_at, rows = self.rows.get(key, (0.0, ()))
@@ -174,8 +188,7 @@ class HotRows:
     def remember(self, key: Any, error: RecordModifiedError) -> None:
         if key is None:
             return
-        rows = tuple((type(instance), instance.pk) for instance in refused_instances(error))
         self.rows.pop(key, None)
-        self.rows[key] = (time.monotonic(), rows)
+        self.rows[key] = (time.monotonic(), hot_set(refused_instances(error)))
         while len(self.rows) > self.SIZE:
             self.rows.pop(next(iter(self.rows)), None)
