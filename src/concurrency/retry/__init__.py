@@ -171,9 +171,9 @@ class _Policy:
                 except GoneError:
                     raise refused from None
             elif hot:
-                # lock_on_retry: a call like one refused a moment ago locks those rows
-                # before its first statement, unless the function reads them through
-                # locked(), whose SELECT ... FOR UPDATE locks them itself.
+                # lock_on_retry: a call like one refused a moment ago locks those rows,
+                # by the function's own read of them (by key, or through locked()),
+                # or else just before its first statement.
                 with HotLock(hot):
                     return func(*args, **kwargs)
             if hot_lock.get() is None:
@@ -336,8 +336,11 @@ def retry_on_conflict(
       the writer ahead of it instead of racing it again. For hot rows, where
       retrying at once or after a pause keeps losing. A later call with the
       same (hashable) arguments within a second of a conflict locks those
-      rows in its first attempt already. SQLite, which admits one writer at
-      a time, has no row locks: nothing is locked there.
+      rows in its first attempt already: the function's own read of such a
+      row by its primary key is sent as ``SELECT ... FOR UPDATE`` (or use
+      ``locked()``), otherwise the wrapper locks the rows before the
+      function's first statement. SQLite, which admits one writer at a time,
+      has no row locks: nothing is locked there.
     - The last conflict is re-raised once the attempts are used up. A deleted
       row (``RecordDeletedError``) is re-raised at once: it cannot succeed.
 

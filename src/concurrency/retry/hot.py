@@ -119,11 +119,13 @@ def row_read(query: Any) -> Any:
 def locked(queryset: QuerySet[M]) -> QuerySet[M]:
     """Return ``queryset.select_for_update()`` in an attempt that locks, ``queryset`` otherwise.
 
-    For a function under ``retry_on_conflict(lock_on_retry=True)`` that reads
-    a hot row itself: in a call like one refused a moment ago, its own read
-    then takes the row lock, and the wrapper sends no locking read of its
-    own, so the attempt runs the statements ``select_for_update()`` would.
-    Anywhere else, and in optimistic attempts, the queryset is returned as it is.
+    For a function under ``retry_on_conflict(lock_on_retry=True)`` that finds
+    a hot row by something other than its primary key (a read by key is made
+    the locking read without it): in a call like one refused a moment ago,
+    its own read then takes the row lock, and the wrapper sends no locking
+    read of its own, so the attempt runs the statements ``select_for_update()``
+    would. Anywhere else, and in optimistic attempts, the queryset is
+    returned as it is.
     """
     hot = hot_lock.get()
     if hot is None:
