@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from django.db import NotSupportedError, connection, models, transaction
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -402,6 +403,26 @@ class EveryWritePath(RuleBasedStateMachine):
             self.users[index] = Holder(self.model._base_manager.get(pk=self.current))
         self.tag = Tag.objects.get_or_create(name="stateful")[0] if self.subject.m2m else None
         self.counts["examples"] += 1
+        self.behind = False
+        self.hot_attempts = 0
+        # One function for the whole example: a call like one refused a moment ago is hot.
+        self.hot_transfer = retry_on_conflict(attempts=3, lock_on_retry=True)(self._transfer_by_key)
+
+    def _transfer_by_key(self, pk: Any, other: Any) -> None:
+        """Read two rows by key, grow both, save both (the function of the hot_read_by_key rule)."""
+        self.hot_attempts += 1
+        field, grow = self.subject.value, self.subject.grow
+        first = self.model._base_manager.get(pk=pk)
+        second = self.model._base_manager.get(pk=other)
+        if self.behind:
+            # A write between this attempt's read and its save, in its own transaction:
+            # the save is refused, the attempt (and this write with it) rolled back.
+            self.behind = False
+            self.model._base_manager.filter(pk=pk).update(version=models.F("version") + 1)
+        setattr(first, field, grow(getattr(first, field)))
+        first.save()
+        setattr(second, field, grow(getattr(second, field)))
+        second.save()
 
     def _new_row(self) -> Any:
         row = self.subject.make(self.subject.convert(0))
@@ -838,6 +859,40 @@ class EveryWritePath(RuleBasedStateMachine):
         version = self._stored_version(self.aux)
         assert version > aux.version
         aux.value, aux.version, aux.writes = getattr(aux_instance, field), version, aux.writes + 1
+
+    @precondition(lambda self: self.rows[self.current].exists)
+    @rule(behind=st.booleans(), depth=DEPTHS, rollback_at=ROLLBACK_AT)
+    def hot_read_by_key(self, behind: bool, depth: int, rollback_at: int | None) -> None:
+        """retry_on_conflict(lock_on_retry=True) over a function that reads its rows by key.
+
+        ``behind`` makes the first attempt refused, and the calls after it hot: their
+        read of the refused row by key is the locking read.
+        """
+        self._step("retry_on_conflict(lock_on_retry=True), rows read by key")
+        current, aux = self.rows[self.current], self.rows[self.aux]
+        self.behind, self.hot_attempts = behind, 0
+        sent: list[str] = []
+
+        def body() -> None:
+            with CaptureQueriesContext(connection) as queries:
+                self.hot_transfer(self.current, self.aux)
+            sent.extend(q["sql"] for q in queries.captured_queries)
+
+        committed = self._nested(depth, rollback_at, body)
+        assert self.hot_attempts == (2 if behind else 1)
+        selects = [sql for sql in sent if sql.startswith("SELECT")]
+        lock = connection.ops.for_update_sql() if connection.features.has_select_for_update else None
+        if not behind and lock and any(sql.endswith(lock) for sql in selects):
+            # A hot call: the function's own read of the refused row took the lock,
+            # and nothing else was locked or read for it.
+            self._step("hot call")
+            assert [sql.endswith(lock) for sql in selects] == [True, False]
+        if not committed:
+            return
+        for pk, row in ((self.current, current), (self.aux, aux)):
+            version = self._stored_version(pk)
+            assert version > row.version, "a write did not move the version"
+            row.value, row.version, row.writes = self.subject.grow(row.value), version, row.writes + 1
 
     @precondition(lambda self: any(u.instance is not None for u in self.users))
     @rule(
