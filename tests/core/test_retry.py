@@ -690,7 +690,15 @@ class LockOnRetryTests(TransactionTestCase):
             row.value += 1
             row.save()
 
-        asyncio.run(retry_on_conflict(add, attempts=2, lock_on_retry=True).acall(counter))
+        async def run() -> None:
+            try:
+                await retry_on_conflict(add, attempts=2, lock_on_retry=True).acall(counter)
+            finally:
+                # The attempts ran in asgiref's thread for sync code: close its connection there,
+                # or the test database cannot be dropped at the end of the run.
+                await sync_to_async(connections.close_all)()
+
+        asyncio.run(run())
         assert calls == [1, 2]
         assert Counter.objects.values_list("value", "version").get() == (11, 3)
 
