@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -421,17 +422,26 @@ class LockOnRetryTests(TransactionTestCase):
         assert Counter.objects.get(pk=hot).value == 12
         assert Counter.objects.get(pk=cold).value == 1
 
-    def test_a_hot_calls_own_read_of_the_row_is_the_lock(self) -> None:
+    def _hot_call(
+        self, read: Callable[[int], Counter], probe: Callable[[int], bool] | None = None
+    ) -> tuple[int, list[str], list[bool]]:
+        """Increment a new row twice through lock_on_retry, the function reading it with ``read(pk)``.
+
+        The first attempt is refused (another connection writes behind it), so the second call
+        is hot. Return the row's key, the statements of the hot call, and what ``probe(pk)``
+        (default: another connection finds the row locked) said in each attempt.
+        """
         if connection.vendor == "sqlite":
             pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
         pk = Counter.objects.create(name="c").pk
-        calls = []
+        seen: list[bool] = []
+        probe = probe or self._lock_taken_by_other
 
         @retry_on_conflict(attempts=2, lock_on_retry=True)
         def increment(pk: int) -> None:
-            calls.append(pk)
-            row = Counter.objects.get(pk=pk)
-            if len(calls) == 1:
+            row = read(pk)
+            seen.append(probe(pk))
+            if len(seen) == 1:
                 _write_behind(pk)
             row.value += 1
             row.save()
@@ -439,97 +449,54 @@ class LockOnRetryTests(TransactionTestCase):
         increment(pk)
         with CaptureQueriesContext(connection) as queries:
             increment(pk)
-        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        return pk, [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])], seen
+
+    def test_a_hot_calls_own_read_of_the_row_is_the_lock(self) -> None:
+        pk, sent, locked = self._hot_call(lambda pk: Counter.objects.get(pk=pk))
         # What select_for_update().get(pk=pk) and save() send: the read locks the row itself.
         assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
         assert sent[0].endswith(connection.ops.for_update_sql())
-        assert len(calls) == 3
-        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        assert locked == [False, True, True]
         # Once the attempt is over, the same read locks nothing.
         with transaction.atomic(), CaptureQueriesContext(connection) as queries:
             Counter.objects.get(pk=pk)
         assert "FOR UPDATE" not in queries.captured_queries[-1]["sql"]
 
     def test_a_hot_calls_read_by_key_and_other_columns_is_the_lock_too(self) -> None:
-        if connection.vendor == "sqlite":
-            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
-        pk = Counter.objects.create(name="c").pk
-        locked: list[bool] = []
-
-        @retry_on_conflict(attempts=2, lock_on_retry=True)
-        def increment(pk: int) -> None:
-            row = Counter.objects.filter(name="c", value__gte=0).get(pk=pk)
-            locked.append(self._lock_taken_by_other(pk))
-            if len(locked) == 1:
-                _write_behind(pk)
-            row.value += 1
-            row.save()
-
-        increment(pk)
-        with CaptureQueriesContext(connection) as queries:
-            increment(pk)
-        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        _pk, sent, locked = self._hot_call(
+            lambda pk: Counter.objects.filter(name="c", value__gte=0).get(pk=pk)
+        )
         assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
         assert sent[0].endswith(connection.ops.for_update_sql())
         assert locked == [False, True, True]
-        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
 
     def test_a_hot_call_reading_other_rows_first_locks_with_a_statement_of_its_own(self) -> None:
-        if connection.vendor == "sqlite":
-            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
-        pk = Counter.objects.create(name="c").pk
         others = [Counter.objects.create(name=f"o{i}").pk for i in range(2)]
-        calls: list[bool] = []
 
-        @retry_on_conflict(attempts=2, lock_on_retry=True)
-        def increment(pk: int) -> None:
-            # A read of many rows, and one of the row by key and name: neither may lock more than the row.
-            total = sum(Counter.objects.filter(name__startswith="o").values_list("value", flat=True))
-            row = Counter.objects.filter(name="c").get(pk=pk)
-            calls.append(all(not self._lock_taken_by_other(other) for other in others))
-            if len(calls) == 1:
-                _write_behind(pk)
-            row.value += 1 + total
-            row.save()
+        def read(pk: int) -> Counter:
+            # A read of many rows, then one of the row by key and name: neither may lock more than the row.
+            assert sum(Counter.objects.filter(name__startswith="o").values_list("value", flat=True)) == 0
+            return Counter.objects.filter(name="c").get(pk=pk)
 
-        increment(pk)
-        with CaptureQueriesContext(connection) as queries:
-            increment(pk)
-        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        pk, sent, others_free = self._hot_call(
+            read, lambda _pk: all(not self._lock_taken_by_other(other) for other in others)
+        )
         lock = " " + connection.ops.for_update_sql()
         table, key = connection.ops.quote_name(Counter._meta.db_table), connection.ops.quote_name("id")
         # The wrapper locks the row before the first statement, which reads other rows and locks nothing.
         assert sent[0] == f"SELECT {key} FROM {table} WHERE {key} IN ({pk}){lock}"
         assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "SELECT", "SELECT", "UPDATE"]
         assert not sent[1].endswith(lock) and not sent[2].endswith(lock)
-        assert calls == [True, True, True]
-        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
+        assert others_free == [True, True, True]
 
     def test_a_hot_call_reading_through_locked_sends_what_select_for_update_does(self) -> None:
-        if connection.vendor == "sqlite":
-            pytest.skip("SQLite admits one writer: no other connection can write during an attempt")
-        pk = Counter.objects.create(name="c").pk
-        locked: list[bool] = []
-
-        @retry_on_conflict(attempts=2, lock_on_retry=True)
-        def increment(pk: int) -> None:
-            row = retry_module.locked(Counter.objects).get(pk=pk)
-            locked.append(self._lock_taken_by_other(pk))
-            if len(locked) == 1:
-                _write_behind(pk)
-            row.value += 1
-            row.save()
-
-        increment(pk)  # optimistic (locked() changes nothing), refused, then locked by the wrapper
-        assert locked == [False, True]
-        with CaptureQueriesContext(connection) as queries:
-            increment(pk)
-        sent = [q["sql"] for q in queries.captured_queries if not _bookkeeping(q["sql"])]
+        # The first call is optimistic (locked() changes nothing), refused, then locked by the wrapper.
+        pk, sent, locked = self._hot_call(lambda pk: retry_module.locked(Counter.objects).get(pk=pk))
         # The function's own read took the lock: no locking read of the wrapper's.
         assert [sql.split(None, 1)[0] for sql in sent] == ["SELECT", "UPDATE"]
         assert sent[0].endswith(connection.ops.for_update_sql())
         assert locked == [False, True, True]
-        assert Counter.objects.values_list("value", "version").get(pk=pk) == (12, 4)
         # Outside retry_on_conflict, locked() is the queryset as it is.
         assert "FOR UPDATE" not in str(retry_module.locked(Counter.objects.filter(pk=pk)).query)
 
