@@ -160,7 +160,7 @@ def versions_to_check(
             if checked or is_checked(instance):
                 yield instance, carried, old, checked
         return
-    attname, required, on = field.attname, conf.VERSION_FIELD_REQUIRED, conf.ENABLED
+    on = conf.ENABLED
     cls: Any = None
     for instance, carried in items:
         if type(instance) is not cls:
@@ -170,19 +170,10 @@ def versions_to_check(
         if not enabled:
             forget_loaded_row(instance)
             continue
-        data = instance.__dict__
-        if attname not in data or LATE in data:
-            raise VersionNotLoadedError(instance, field.name)
-        if WRITES in data:
-            settle(instance)
-        old = data[attname]
-        if old or required:
-            if root or type(old) is not int or old not in VERSION_RANGE:
-                old = _checked_version(instance, field, using, old, root)
-            yield instance, carried, old, True
-        else:
-            forget_loaded_row(instance)
-            yield instance, carried, old, False
+        old, checked = loaded_version(instance, field, switched_on=True)
+        if checked and (root or type(old) is not int or old not in VERSION_RANGE):
+            old = _checked_version(instance, field, using, old, root)
+        yield instance, carried, old, checked
 
 
 def _checked_version(instance: Any, field: VersionFieldHooks, using: str, old: Any, root: bool) -> Any:
@@ -197,8 +188,12 @@ def _checked_version(instance: Any, field: VersionFieldHooks, using: str, old: A
     return old
 
 
-def loaded_version(instance: Any, field: VersionFieldHooks) -> tuple[Any, bool]:
-    if not is_checked(instance):
+def loaded_version(instance: Any, field: VersionFieldHooks, switched_on: bool = False) -> tuple[Any, bool]:
+    """Return the version ``instance`` was loaded with and whether its write is checked against it.
+
+    ``switched_on``: the caller knows the checks are on for ``instance``.
+    """
+    if not switched_on and not is_checked(instance):
         # Unchecked, the write may meet the row at any version: the row the
         # instance was loaded with says nothing about it (compared in SQL).
         forget_loaded_row(instance)
@@ -206,9 +201,10 @@ def loaded_version(instance: Any, field: VersionFieldHooks) -> tuple[Any, bool]:
     data = instance.__dict__
     if field.attname not in data or LATE in data:
         raise VersionNotLoadedError(instance, field.name)
-    settle(instance)
+    if WRITES in data:
+        settle(instance)
     old = data[field.attname]
-    if old or conf.VERSION_FIELD_REQUIRED:
+    if old or conf.VERSION_FIELD_REQUIRED:  # (the setting is read only for a version 0 or None)
         return old, True
     forget_loaded_row(instance)
     return old, False
